@@ -10,6 +10,16 @@
 
 use std::pin::Pin;
 
+#[cfg(feature = "test-util")]
+pub mod conformance;
+pub mod embedded;
+mod history;
+mod hub;
+pub mod memory;
+
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use memory::MemoryStore;
+
 use futures::Stream;
 
 /// A store revision. Revision 0 is the empty store; the first write gets revision 1.
