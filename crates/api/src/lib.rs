@@ -7,3 +7,10 @@
 pub mod events;
 pub mod quantity;
 pub mod resources;
+pub mod patch;
+pub mod defaults;
+pub mod meta;
+pub mod selector;
+pub mod strict;
+pub mod validation;
+pub mod table;
