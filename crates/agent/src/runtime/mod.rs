@@ -186,3 +186,5 @@ pub trait Runtime: Send + Sync + 'static {
 
     async fn container_stats(&self, id: &str) -> Result<ContainerStats, RuntimeError>;
 }
+
+pub mod process;

@@ -1,0 +1,112 @@
+//! Moving a child process into a pod's network namespace and a container's cgroups
+//! between `fork` and `exec`.
+//!
+//! Every file is opened before the fork, so that the code that runs in the child makes only
+//! async-signal-safe system calls: the parent may be a multi-threaded agent whose allocator
+//! lock another thread held at the time of the fork.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// The namespace and cgroups a child process enters before it runs its command.
+#[derive(Debug)]
+pub struct Enter {
+    netns: Option<OwnedFd>,
+    cgroup_procs: Vec<File>,
+}
+
+impl Enter {
+    /// Opens the network namespace file (such as `/run/netns/cst-…`) and the `cgroup.procs`
+    /// files. A `cgroup.procs` file that does not exist is skipped, like its controller.
+    pub fn open(netns: Option<&Path>, cgroup_procs: &[PathBuf]) -> io::Result<Self> {
+        let netns = match netns {
+            Some(path) => Some(OwnedFd::from(
+                File::open(path).map_err(|err| with_path(err, path))?,
+            )),
+            None => None,
+        };
+        let mut files = Vec::new();
+        for path in cgroup_procs {
+            match OpenOptions::new().write(true).open(path) {
+                Ok(file) => files.push(file),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(with_path(err, path)),
+            }
+        }
+        Ok(Self {
+            netns,
+            cgroup_procs: files,
+        })
+    }
+
+    /// Puts the calling process in a new process group, its cgroups and its network
+    /// namespace. Meant for `pre_exec`: it neither allocates nor takes locks.
+    pub fn apply(&self) -> io::Result<()> {
+        // SAFETY: setpgid, getpid, write and setns are async-signal-safe system calls on
+        // file descriptors this struct owns; no memory is allocated.
+        unsafe {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut digits = [0u8; 20];
+            let len = format_decimal(libc::getpid() as u32, &mut digits);
+            for file in &self.cgroup_procs {
+                let written = libc::write(file.as_raw_fd(), digits.as_ptr().cast(), len);
+                if written < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if let Some(fd) = &self.netns
+                && libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `value` in decimal to the start of `out` and returns the length.
+fn format_decimal(mut value: u32, out: &mut [u8; 20]) -> usize {
+    let mut reversed = [0u8; 20];
+    let mut len = 0;
+    loop {
+        reversed[len] = b'0' + (value % 10) as u8;
+        len += 1;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        out[i] = reversed[len - 1 - i];
+    }
+    len
+}
+
+fn with_path(err: io::Error, path: &Path) -> io::Error {
+    io::Error::new(err.kind(), format!("{}: {err}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_formatting() {
+        let mut out = [0u8; 20];
+        for value in [0u32, 7, 10, 4_194_304, u32::MAX] {
+            let len = format_decimal(value, &mut out);
+            assert_eq!(std::str::from_utf8(&out[..len]).unwrap(), value.to_string());
+        }
+    }
+
+    #[test]
+    fn missing_cgroup_files_are_skipped() {
+        let enter = Enter::open(None, &[PathBuf::from("/nonexistent/cgroup.procs")]).unwrap();
+        assert!(enter.cgroup_procs.is_empty());
+        assert!(Enter::open(Some(Path::new("/nonexistent/netns")), &[]).is_err());
+    }
+}

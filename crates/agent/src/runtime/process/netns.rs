@@ -1,0 +1,201 @@
+//! Pod networks: a network namespace per pod, joined to a host bridge by a veth pair.
+//!
+//! The namespace is `cst-<first 12 hex digits of the sandbox id>` under `/run/netns`. It is
+//! made by `ip netns add`, so it outlives the agent. The host end of the veth pair is
+//! `cst<same 12 digits>` and the pod end is `eth0`. The bridge carries the CIDR's first
+//! address and is the pods' default gateway, so the node reaches every pod directly and
+//! pods reach each other through the bridge.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use tokio::process::Command;
+use tokio::sync::Mutex;
+
+use super::ipam::{Ipam, IpamError, Ipv4Cidr};
+
+/// Failure to set up or tear down a pod network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("`ip {args}` failed: {stderr}")]
+    Command { args: String, stderr: String },
+    #[error(
+        "failed to run `ip {args}`: {source}; the process runtime needs iproute2's `ip` on PATH"
+    )]
+    Spawn {
+        args: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+}
+
+/// The network a pod sandbox was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub netns: String,
+    pub veth: String,
+    pub ip: Ipv4Addr,
+}
+
+/// Creates pod networks on one bridge with addresses from one CIDR.
+#[derive(Debug)]
+pub struct PodNetwork {
+    bridge: String,
+    cidr: Ipv4Cidr,
+    ipam: Ipam,
+    /// Serializes set-up, so two sandboxes do not both try to create the bridge.
+    lock: Mutex<()>,
+}
+
+/// Returns the path of a named network namespace.
+pub fn netns_path(name: &str) -> PathBuf {
+    Path::new("/run/netns").join(name)
+}
+
+impl PodNetwork {
+    pub fn new(bridge: String, cidr: Ipv4Cidr, ipam_dir: PathBuf) -> Self {
+        let ipam = Ipam::new(ipam_dir, cidr);
+        Self {
+            bridge,
+            cidr,
+            ipam,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Creates the namespace, the veth pair and the addresses for sandbox `id`. On failure
+    /// whatever was made is removed again.
+    pub async fn attach(&self, id: &str) -> Result<Attachment, NetworkError> {
+        let _guard = self.lock.lock().await;
+        self.ensure_bridge().await?;
+        let short = &id[..id.len().min(12)];
+        let attachment = Attachment {
+            netns: format!("cst-{short}"),
+            veth: format!("cst{short}"),
+            ip: self.ipam.allocate(id)?,
+        };
+        if let Err(err) = self.configure(&attachment).await {
+            self.detach(
+                id,
+                Some(&attachment.netns),
+                Some(&attachment.veth),
+                Some(&attachment.ip.to_string()),
+            )
+            .await;
+            return Err(err);
+        }
+        Ok(attachment)
+    }
+
+    async fn configure(&self, attachment: &Attachment) -> Result<(), NetworkError> {
+        let Attachment { netns, veth, ip } = attachment;
+        let address = format!("{ip}/{}", self.cidr.prefix);
+        let gateway = self.cidr.gateway().to_string();
+        run_ip(&["netns", "add", netns]).await?;
+        run_ip(&[
+            "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns,
+        ])
+        .await?;
+        run_ip(&["link", "set", veth, "master", &self.bridge, "up"]).await?;
+        run_ip(&["-n", netns, "link", "set", "lo", "up"]).await?;
+        run_ip(&["-n", netns, "addr", "add", &address, "dev", "eth0"]).await?;
+        run_ip(&["-n", netns, "link", "set", "eth0", "up"]).await?;
+        run_ip(&["-n", netns, "route", "add", "default", "via", &gateway]).await
+    }
+
+    /// Removes a pod's namespace, veth pair and IP lease. Parts already gone are skipped,
+    /// so this can run any number of times. Failures are logged, not returned, because a
+    /// half-removed network must not block the rest of the removal.
+    pub async fn detach(
+        &self,
+        id: &str,
+        netns: Option<&str>,
+        veth: Option<&str>,
+        ip: Option<&str>,
+    ) {
+        if let Some(netns) = netns.filter(|name| netns_path(name).exists())
+            && let Err(err) = run_ip(&["netns", "delete", netns]).await
+        {
+            tracing::warn!(sandbox.id = id, netns, error = %err, "failed to delete network namespace");
+        }
+        // Deleting the namespace destroys eth0 and with it the host end; this covers a
+        // host end left by a failed set-up.
+        if let Some(veth) = veth.filter(|name| Path::new("/sys/class/net").join(name).exists())
+            && let Err(err) = run_ip(&["link", "delete", veth]).await
+        {
+            tracing::warn!(sandbox.id = id, veth, error = %err, "failed to delete veth");
+        }
+        if let Some(ip) = ip
+            && let Err(err) = self.ipam.release(ip, id)
+        {
+            tracing::warn!(sandbox.id = id, ip, error = %err, "failed to release pod IP");
+        }
+    }
+
+    /// Creates the bridge with the gateway address unless it exists, and lets traffic
+    /// between its ports pass the host's FORWARD chain.
+    async fn ensure_bridge(&self) -> Result<(), NetworkError> {
+        let bridge = self.bridge.as_str();
+        if !Path::new("/sys/class/net").join(bridge).exists() {
+            run_ip(&["link", "add", "name", bridge, "type", "bridge"]).await?;
+            tracing::info!(bridge, cidr = %self.cidr, "created pod bridge");
+        }
+        let gateway = format!("{}/{}", self.cidr.gateway(), self.cidr.prefix);
+        run_ip(&["addr", "replace", &gateway, "dev", bridge]).await?;
+        run_ip(&["link", "set", bridge, "up"]).await?;
+        allow_bridge_forwarding(bridge).await;
+        Ok(())
+    }
+}
+
+/// With `br_netfilter` loaded, frames between two ports of a bridge pass iptables' FORWARD
+/// chain, whose policy Docker sets to DROP. An ACCEPT rule for this bridge only keeps
+/// pod-to-pod traffic working there.
+///
+/// NOTE: the rule stays after the bridge is deleted; remove it with
+/// `iptables -D FORWARD -i <bridge> -o <bridge> -j ACCEPT`.
+async fn allow_bridge_forwarding(bridge: &str) {
+    let enabled = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        .is_ok_and(|value| value.trim() == "1");
+    if !enabled {
+        return;
+    }
+    let rule = ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"];
+    let exists = Command::new("iptables").arg("-C").args(rule).output().await;
+    if exists.as_ref().is_ok_and(|output| output.status.success()) {
+        return;
+    }
+    match Command::new("iptables").arg("-I").args(rule).output().await {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => tracing::warn!(
+            bridge,
+            stderr = %String::from_utf8_lossy(&output.stderr).trim(),
+            "failed to allow forwarding between pods; pods may not reach each other"
+        ),
+        Err(err) => {
+            tracing::warn!(bridge, error = %err, "iptables not found; pods may not reach each other")
+        }
+    }
+}
+
+/// Runs `ip` with `args` and returns its stderr as the error when it fails.
+pub async fn run_ip(args: &[&str]) -> Result<(), NetworkError> {
+    let joined = args.join(" ");
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .await
+        .map_err(|source| NetworkError::Spawn {
+            args: joined.clone(),
+            source,
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(NetworkError::Command {
+        args: joined,
+        stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+    })
+}
