@@ -1,0 +1,328 @@
+//! Creating and starting one container: environment, command line, resources, log file
+//! and labels, with the Events kubelet records along the way.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Container;
+use tokio::time::Instant;
+
+use super::container::ContainerEvent;
+use super::env::{EnvContext, command_line, resolve_env};
+use super::probe::{ProbeKind, ProbeTracker};
+use super::worker::{CONTAINER_NAME_LABEL, POD_UID_LABEL, PodWorker};
+use crate::runtime::{ContainerConfig, Resources, RuntimeError, SandboxConfig};
+
+/// Retry period of a container whose ConfigMap or Secret is missing. The agent does not
+/// watch those objects, so it looks again on this period and on every pod change.
+const CONFIG_RETRY: Duration = Duration::from_secs(10);
+/// Hold on a container whose image the runtime rejected; only a pod change retries sooner.
+const IMAGE_RETRY: Duration = Duration::from_secs(300);
+
+impl PodWorker {
+    pub(super) fn sandbox_config(&self) -> SandboxConfig {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let host_network = spec.host_network.unwrap_or(false);
+        SandboxConfig {
+            pod_uid: self.uid().to_string(),
+            pod_namespace: self.namespace().to_string(),
+            pod_name: self.name().to_string(),
+            // A host-network pod shares the node's UTS namespace, so it keeps the node's
+            // hostname, as with kubelet.
+            hostname: if host_network {
+                String::new()
+            } else {
+                spec.hostname
+                    .clone()
+                    .unwrap_or_else(|| self.name().to_string())
+            },
+            host_network,
+            log_directory: self
+                .context
+                .data_dir
+                .join("pods")
+                .join(self.uid())
+                .join("logs"),
+            labels: self.pod.metadata.labels.clone().unwrap_or_default(),
+        }
+    }
+
+    fn spec_container(&self, is_init: bool, index: usize) -> Option<Container> {
+        let spec = self.pod.spec.as_ref()?;
+        let list = if is_init {
+            spec.init_containers.as_deref().unwrap_or_default()
+        } else {
+            &spec.containers
+        };
+        list.get(index).cloned()
+    }
+
+    /// Creates and starts the container at `index`, recording the outcome on its record.
+    pub(super) async fn start_container(&mut self, is_init: bool, index: usize) {
+        let Some(container) = self.spec_container(is_init, index) else {
+            return;
+        };
+        let Some(sandbox) = self.sandbox.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        let record = if is_init {
+            &self.init[index]
+        } else {
+            &self.containers[index]
+        };
+        let attempt = record.restart_count;
+        let previous_log = record.log_path.clone();
+
+        // environment and command line
+        let env = match self.container_env(&container, sandbox.ip.as_deref()).await {
+            Ok(env) => env,
+            Err(message) => {
+                let event = ContainerEvent::CreateFailed {
+                    reason: "CreateContainerConfigError".to_string(),
+                    message: message.clone(),
+                    retry_at: Some(now + CONFIG_RETRY),
+                };
+                self.record_mut(is_init, index).apply(event, now);
+                self.context
+                    .api
+                    .record_event(&self.pod, "Warning", "Failed", &format!("Error: {message}"))
+                    .await;
+                return;
+            }
+        };
+        let config = self.container_config(&container, env, attempt);
+        let log_path = config.log_path.clone();
+        let image = config.image.clone();
+        if image == "host" {
+            let message = "Container image \"host\" already present on machine";
+            self.context
+                .api
+                .record_event(&self.pod, "Normal", "Pulled", message)
+                .await;
+        }
+
+        // create, then start
+        let runtime = self.context.runtime.clone();
+        let created = runtime.create_container(&sandbox.id, &config).await;
+        let id = match created {
+            Ok(id) => id,
+            Err(error) => {
+                let (reason, retry_at) = match &error {
+                    RuntimeError::ImageUnsupported { reason, .. } => {
+                        (reason.clone(), now + IMAGE_RETRY)
+                    }
+                    _ => ("CreateContainerError".to_string(), now + CONFIG_RETRY),
+                };
+                let message = match &error {
+                    RuntimeError::ImageUnsupported { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                let event = ContainerEvent::CreateFailed {
+                    reason,
+                    message: message.clone(),
+                    retry_at: Some(retry_at),
+                };
+                self.record_mut(is_init, index).apply(event, now);
+                self.context
+                    .api
+                    .record_event(&self.pod, "Warning", "Failed", &format!("Error: {message}"))
+                    .await;
+                return;
+            }
+        };
+        let name = container.name.clone();
+        self.context
+            .api
+            .record_event(
+                &self.pod,
+                "Normal",
+                "Created",
+                &format!("Created container: {name}"),
+            )
+            .await;
+        if let Err(error) = runtime.start_container(&id).await {
+            // kubelet reports a failed start as a run that ended at once with code 128, so
+            // the restart policy and back-off apply to it.
+            let message = error.to_string();
+            self.context
+                .api
+                .record_event(&self.pod, "Warning", "Failed", &format!("Error: {message}"))
+                .await;
+            let started_at = jiff::Timestamp::now();
+            let record = self.record_mut(is_init, index);
+            record.apply(
+                ContainerEvent::Started {
+                    id: id.clone(),
+                    started_at,
+                },
+                now,
+            );
+            record.log_path = Some(log_path);
+            record.previous_log_path = previous_log;
+            let termination = super::container::Termination {
+                container_id: id,
+                exit_code: 128,
+                reason: "StartError".to_string(),
+                message: Some(message),
+                started_at: None,
+                finished_at: started_at,
+            };
+            let restart = super::worker::should_restart(&self.restart_policy(), is_init, 128);
+            self.record_mut(is_init, index).apply(
+                ContainerEvent::Exited {
+                    termination,
+                    restart,
+                },
+                now,
+            );
+            return;
+        }
+        self.context
+            .api
+            .record_event(
+                &self.pod,
+                "Normal",
+                "Started",
+                &format!("Started container {name}"),
+            )
+            .await;
+
+        // bookkeeping: the record, probes, and the run before last
+        let record = self.record_mut(is_init, index);
+        record.apply(
+            ContainerEvent::Started {
+                id,
+                started_at: jiff::Timestamp::now(),
+            },
+            now,
+        );
+        record.log_path = Some(log_path);
+        record.previous_log_path = previous_log;
+        arm_probes(record, &container, now);
+        let stale = self.record_mut(is_init, index).previous_id.clone();
+        let last = self
+            .record_mut(is_init, index)
+            .last_termination
+            .as_ref()
+            .map(|t| t.container_id.clone());
+        if let Some(stale) = stale.filter(|stale| Some(stale) != last.as_ref())
+            && let Err(error) = runtime.remove_container(&stale).await
+        {
+            tracing::debug!(container.id = %stale, %error, "failed to remove an old container");
+        }
+    }
+
+    pub(super) fn record_mut(
+        &mut self,
+        is_init: bool,
+        index: usize,
+    ) -> &mut super::container::ContainerRecord {
+        if is_init {
+            &mut self.init[index]
+        } else {
+            &mut self.containers[index]
+        }
+    }
+
+    async fn container_env(
+        &self,
+        container: &Container,
+        pod_ip: Option<&str>,
+    ) -> Result<Vec<(String, String)>, String> {
+        let host_ip = self.context.node_ip.to_string();
+        let host_network = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let pod_ip = if host_network {
+            Some(host_ip.as_str())
+        } else {
+            pod_ip
+        };
+        let context = EnvContext {
+            pod: &self.pod,
+            node_name: &self.context.node_name,
+            host_ip: &host_ip,
+            pod_ip,
+            node_cpu_millis: self.context.node_cpu_millis,
+            node_memory_bytes: self.context.node_memory_bytes,
+        };
+        resolve_env(self.context.api.as_ref(), &context, container)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    fn container_config(
+        &self,
+        container: &Container,
+        env: Vec<(String, String)>,
+        attempt: u32,
+    ) -> ContainerConfig {
+        let log_directory = self
+            .context
+            .data_dir
+            .join("pods")
+            .join(self.uid())
+            .join("logs");
+        let labels = BTreeMap::from([
+            (POD_UID_LABEL.to_string(), self.uid().to_string()),
+            (CONTAINER_NAME_LABEL.to_string(), container.name.clone()),
+        ]);
+        ContainerConfig {
+            name: container.name.clone(),
+            image: container.image.clone().unwrap_or_default(),
+            command: command_line(container, &env),
+            env,
+            working_dir: container.working_dir.clone(),
+            mounts: Vec::new(),
+            resources: resources(container),
+            attempt,
+            log_path: log_directory
+                .join(&container.name)
+                .join(format!("{attempt}.log")),
+            stdin: container.stdin.unwrap_or(false),
+            tty: container.tty.unwrap_or(false),
+            labels,
+        }
+    }
+}
+
+/// Converts the container's CPU and memory quantities. Unparsable quantities count as
+/// unset, because the API server validates them before the pod reaches the node.
+pub fn resources(container: &Container) -> Resources {
+    let requirements = container.resources.clone().unwrap_or_default();
+    let limits = requirements.limits.unwrap_or_default();
+    let requests = requirements.requests.unwrap_or_default();
+    let millis = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
+        q.and_then(|q| capstan_api::quantity::parse_millis(&q.0).ok())
+    };
+    Resources {
+        cpu_request_millis: millis(requests.get("cpu")).or(millis(limits.get("cpu"))),
+        cpu_limit_millis: millis(limits.get("cpu")),
+        memory_limit_bytes: limits
+            .get("memory")
+            .and_then(|q| capstan_api::quantity::parse_units(&q.0).ok()),
+    }
+}
+
+/// Creates probe trackers for a container that just started. Without a startup probe the
+/// container counts as started, and without a readiness probe also as ready.
+fn arm_probes(record: &mut super::container::ContainerRecord, container: &Container, now: Instant) {
+    let kinds = [
+        (ProbeKind::Startup, &container.startup_probe),
+        (ProbeKind::Liveness, &container.liveness_probe),
+        (ProbeKind::Readiness, &container.readiness_probe),
+    ];
+    for (kind, probe) in kinds {
+        if let Some(probe) = probe {
+            record
+                .probes
+                .push(ProbeTracker::new(kind, probe.clone(), now));
+        }
+    }
+    record.started = container.startup_probe.is_none();
+    record.ready = record.started && container.readiness_probe.is_none();
+}
