@@ -130,6 +130,10 @@ fn default_container(container: &mut Value) {
     }
     set_default(container, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(container, "terminationMessagePolicy", json!("File"));
+    // Kubernetes always serializes `resources` (a struct, not a pointer), so templates
+    // that kubectl sends back, as in `rollout undo`, carry `resources: {}`. Defaulting it
+    // here keeps such a template equal to the stored one.
+    set_default(container, "resources", json!({}));
     let policy = image_pull_policy(container.get("image").and_then(Value::as_str).unwrap_or(""));
     set_default(container, "imagePullPolicy", json!(policy));
     for port in array_mut(container, "ports") {

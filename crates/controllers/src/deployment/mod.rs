@@ -16,7 +16,7 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use kube::api::Api;
@@ -84,9 +84,14 @@ pub struct Context {
 ///
 /// NOTE: orphan ReplicaSets that match a Deployment's selector are not adopted, and
 /// ReplicaSets that stop matching are not released.
-pub fn controller(client: &Client) -> Controller<Deployment> {
+///
+/// ReplicaSet events come from the shared reflector whose store the reconciler reads.
+pub fn controller(
+    client: &Client,
+    replica_set_events: impl Stream<Item = Arc<ReplicaSet>> + Send + 'static,
+) -> Controller<Deployment> {
     Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default())
+        .owns_shared_stream(replica_set_events)
 }
 
 /// Runs the controller until its watch streams end.

@@ -12,13 +12,11 @@ pub mod plan;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Client;
 use tracing::Instrument;
 
@@ -83,12 +81,17 @@ pub struct Context {
 
 /// Builds the ReplicaSet controller. Its store is the ReplicaSet cache that the
 /// Deployment controller reads too.
-pub fn controller(client: &Client) -> Controller<ReplicaSet> {
-    let controller = Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default());
-    let replica_sets = controller.store();
-    controller.watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), move |pod| {
-        owners_of(&pod, &replica_sets)
-    })
+///
+/// Both trigger streams come from the shared reflectors whose stores the reconciler
+/// reads, so a reconcile triggered by an event always sees that event in the cache.
+pub fn controller(
+    replica_set_events: impl Stream<Item = Arc<ReplicaSet>> + Send + 'static,
+    replica_sets: Store<ReplicaSet>,
+    pod_events: impl Stream<Item = Arc<Pod>> + Send + 'static,
+) -> Controller<ReplicaSet> {
+    let owners = replica_sets.clone();
+    Controller::for_shared_stream(replica_set_events, replica_sets)
+        .watches_shared_stream(pod_events, move |pod| owners_of(&pod, &owners))
 }
 
 /// Runs the controller until its watch streams end.

@@ -1,0 +1,290 @@
+//! `capstan up`: a one-node cluster in one process.
+//!
+//! The steps: open the certificate authority and the embedded store in the data directory,
+//! start the API server, write the administrator kubeconfig, start the scheduler, the
+//! controllers and the node agent (each with its own client certificate), create the
+//! example workload, then wait for SIGTERM or Ctrl-C. Pods keep running across a stop:
+//! their shims are detached, and the next `up` on the same data directory adopts them.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use capstan_agent::runtime::process::{PodNetworkConfig, ProcessRuntime, ProcessRuntimeConfig};
+use capstan_pki::Authority;
+use capstan_store::embedded::{EmbeddedOptions, EmbeddedStore};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::PostParams;
+use tracing::{info, warn};
+
+use crate::{kubeconfig, node};
+
+/// The example workload that `up` creates unless `--no-example` is given.
+const EXAMPLE: &str = include_str!("../../../examples/web.yaml");
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Directory for the store, certificates, pod state and logs.
+    #[arg(long, env = "CAPSTAN_DATA_DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Port of the node agent's HTTPS server (logs), on the node address.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// Name of the node; the host name by default.
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Address the node registers as its InternalIP; the first non-loopback IPv4 address by default.
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// Address range for pod IPs on this node.
+    #[arg(long, default_value = "10.244.0.0/24")]
+    pod_cidr: String,
+    /// Linux bridge that connects the pods' network namespaces.
+    #[arg(long, default_value = "cst0")]
+    bridge: String,
+    /// First CrashLoopBackOff delay in milliseconds (doubles up to five minutes).
+    #[arg(long, default_value_t = 10_000)]
+    restart_backoff_ms: u64,
+    /// Do not create the example web Deployment.
+    #[arg(long)]
+    no_example: bool,
+}
+
+/// `/var/lib/capstan` for root, `~/.local/share/capstan` for other users.
+pub fn default_data_dir() -> PathBuf {
+    if nix::unistd::Uid::effective().is_root() {
+        return PathBuf::from("/var/lib/capstan");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/capstan")
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("failed to create {}", args.data_dir.display()))?;
+    let node_name = args.node_name.clone().unwrap_or_else(node::hostname);
+    let node_ip = args.node_ip.unwrap_or_else(node::primary_ipv4);
+
+    // Certificates: the CA, the API server's serving certificate and the identity it uses
+    // to call node agents.
+    let authority = Arc::new(Authority::load_or_create(&args.data_dir.join("pki"))?);
+    let mut server_ips = vec![args.listen.ip(), node_ip, IpAddr::from([127, 0, 0, 1])];
+    server_ips.dedup();
+    let server_names = vec!["localhost".to_string(), "kubernetes".to_string(), node_name.clone()];
+    let serving = authority.server_file("apiserver", &server_names, &server_ips)?;
+    let kubelet_client =
+        authority.client_file("apiserver-kubelet-client", "system:apiserver", &["system:masters"])?;
+
+    // The store and the API server.
+    let store = EmbeddedStore::open(&args.data_dir.join("store.redb"), EmbeddedOptions::default())
+        .context("failed to open the store")?;
+    let server = capstan_apiserver::Server::bind(capstan_apiserver::ServerConfig {
+        listen: args.listen,
+        store: Arc::new(store),
+        serving,
+        ca_pem: authority.ca_cert_pem().to_string(),
+        kubelet_client,
+    })
+    .await
+    .context("failed to start the API server")?;
+    let server_url = format!("https://{}", display_addr(server.local_addr()));
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(server.run(async move {
+        let _ = server_stopped.await;
+    }));
+    let kubeconfig_path = kubeconfig::write_admin(&args.data_dir, &server_url, &authority)?;
+    info!(url = %server_url, kubeconfig = %kubeconfig_path.display(), "API server is serving");
+
+    // Control-plane components and the node agent.
+    let mut tasks = tokio::task::JoinSet::new();
+    start_control_plane(&mut tasks, &server_url, &authority).await?;
+    start_agent(&mut tasks, &args, &server_url, &authority, &node_name, node_ip).await?;
+
+    if !args.no_example {
+        let admin = kubeconfig::client_for(
+            &server_url, &authority, "admin", "admin", &["system:masters"],
+        )
+        .await?;
+        create_example(admin).await?;
+    }
+    print_welcome(&kubeconfig_path, args.no_example);
+
+    wait_for_signal().await;
+    info!("stopping; pods keep running and are adopted by the next `capstan up`");
+    tasks.abort_all();
+    let _ = stop_server.send(());
+    match tokio::time::timeout(Duration::from_secs(10), server_task).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(error))) => Err(error).context("the API server failed"),
+        Ok(Err(error)) => Err(error).context("the API server task panicked"),
+        Err(_) => {
+            warn!("the API server did not stop within 10 s");
+            Ok(())
+        }
+    }
+}
+
+async fn start_control_plane(
+    tasks: &mut tokio::task::JoinSet<()>,
+    server_url: &str,
+    authority: &Authority,
+) -> anyhow::Result<()> {
+    let controllers = kubeconfig::client_for(
+        server_url, authority, "controller-manager", "system:kube-controller-manager", &[],
+    )
+    .await?;
+    let scheduler = kubeconfig::client_for(
+        server_url, authority, "scheduler", "system:kube-scheduler", &[],
+    )
+    .await?;
+
+    let client = controllers.clone();
+    tasks.spawn(supervise("deployment and replicaset controllers", move || {
+        capstan_controllers::run_workload_controllers(client.clone())
+    }));
+    let client = controllers.clone();
+    tasks.spawn(supervise("garbage collector", move || {
+        capstan_controllers::gc::run_garbage_collector(client.clone())
+    }));
+    let client = controllers;
+    tasks.spawn(supervise("namespace controller", move || {
+        capstan_controllers::namespace::run_namespace_controller(client.clone())
+    }));
+    tasks.spawn(supervise("scheduler", move || {
+        let config = capstan_scheduler::SchedulerConfig::default();
+        capstan_scheduler::run(scheduler.clone(), config)
+    }));
+    Ok(())
+}
+
+async fn start_agent(
+    tasks: &mut tokio::task::JoinSet<()>,
+    args: &UpArgs,
+    server_url: &str,
+    authority: &Authority,
+    node_name: &str,
+    node_ip: IpAddr,
+) -> anyhow::Result<()> {
+    let user = format!("system:node:{node_name}");
+    let client =
+        kubeconfig::client_for(server_url, authority, "kubelet", &user, &["system:nodes"]).await?;
+    let serving = authority.server_file(
+        "kubelet-serving",
+        &[node_name.to_string(), "localhost".to_string()],
+        &[node_ip, IpAddr::from([127, 0, 0, 1])],
+    )?;
+
+    // Pods get their own network namespace only when the agent can create one.
+    let network = nix::unistd::Uid::effective().is_root().then(|| PodNetworkConfig {
+        bridge: args.bridge.clone(),
+        pod_cidr: args.pod_cidr.clone(),
+    });
+    let shim = vec![
+        std::env::current_exe()?.to_string_lossy().into_owned(),
+        "shim".to_string(),
+    ];
+    let runtime = ProcessRuntime::new(ProcessRuntimeConfig {
+        state_dir: args.data_dir.join("runtime"),
+        shim,
+        network,
+        cgroup_parent: format!("capstan-{node_name}"),
+    })?;
+    let runtime: Arc<dyn capstan_agent::runtime::Runtime> = Arc::new(runtime);
+
+    let mut labels = BTreeMap::new();
+    labels.insert("node-role.kubernetes.io/control-plane".to_string(), String::new());
+    let base = Duration::from_millis(args.restart_backoff_ms);
+    let config = capstan_agent::AgentConfig {
+        node_name: node_name.to_string(),
+        node_ip,
+        data_dir: args.data_dir.join("agent"),
+        pod_cidr: Some(args.pod_cidr.clone()),
+        kubelet_listen: SocketAddr::new(node_ip, args.kubelet_port),
+        serving,
+        ca_pem: authority.ca_cert_pem().to_string(),
+        labels,
+        restart_backoff: (base, Duration::from_secs(300).max(base)),
+        heartbeat: Duration::from_secs(10),
+    };
+    tasks.spawn(supervise("node agent", move || {
+        capstan_agent::run(client.clone(), runtime.clone(), config.clone())
+    }));
+    Ok(())
+}
+
+/// Runs a component, restarting it with a growing delay when it fails, until aborted.
+async fn supervise<F, Fut, E>(name: &'static str, mut start: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Display,
+{
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match start().await {
+            Ok(()) => warn!(component = name, "component stopped; restarting"),
+            Err(error) => warn!(component = name, %error, "component failed; restarting"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn create_example(client: kube::Client) -> anyhow::Result<()> {
+    let deployment: Deployment =
+        serde_norway::from_str(EXAMPLE).context("the bundled example manifest is invalid")?;
+    let api: kube::Api<Deployment> = kube::Api::namespaced(client, "default");
+    match api.create(&PostParams::default(), &deployment).await {
+        Ok(_) => info!("created the example Deployment default/web"),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            info!("the example Deployment default/web already exists");
+        }
+        Err(error) => return Err(error).context("failed to create the example Deployment"),
+    }
+    Ok(())
+}
+
+fn print_welcome(kubeconfig_path: &std::path::Path, no_example: bool) {
+    let path = kubeconfig_path.display();
+    println!("capstan is up. Use it with kubectl:");
+    println!();
+    println!("  export KUBECONFIG={path}");
+    println!("  kubectl get nodes");
+    if !no_example {
+        println!("  kubectl get pods -o wide          # the example web service, 3 replicas");
+        println!("  curl http://<pod IP>:8080/        # each replica answers with its pod name");
+    }
+    println!();
+    println!("`capstan kubeconfig` prints the kubeconfig path again. Stop with Ctrl-C.");
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(error) => {
+            warn!(%error, "cannot listen for SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn display_addr(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
