@@ -36,6 +36,7 @@ impl InProcessServer {
             serving,
             ca_pem: authority.ca_cert_pem().to_string(),
             kubelet_client,
+            services: capstan_apiserver::services::ServiceNetwork::default(),
         })
         .await
         .context("failed to start the in-process API server")?;

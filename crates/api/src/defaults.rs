@@ -207,6 +207,13 @@ fn default_service(service: &mut Value) {
     if service_type == "LoadBalancer" {
         set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
     }
+    // Three hours, the Kubernetes default for ClientIP affinity.
+    if spec.get("sessionAffinity").and_then(Value::as_str) == Some("ClientIP")
+        && let Some(config) = object_mut(spec, "sessionAffinityConfig")
+        && let Some(client_ip) = object_mut(config, "clientIP")
+    {
+        set_default(client_ip, "timeoutSeconds", json!(10_800));
+    }
     for port in array_mut(spec, "ports") {
         set_default(port, "protocol", json!("TCP"));
         let unset = match port.get("targetPort") {

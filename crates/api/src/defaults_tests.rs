@@ -111,6 +111,10 @@ fn service_secret_namespace_defaults() {
     assert_eq!(spec["internalTrafficPolicy"], "Cluster");
     assert_eq!(spec["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
     assert_eq!(spec["ports"][1]["targetPort"], "http");
+    assert!(spec.get("sessionAffinityConfig").is_none(), "no affinity config without ClientIP");
+
+    let sticky = defaulted("", "Service", json!({"spec": {"sessionAffinity": "ClientIP", "ports": [{"port": 80}]}}));
+    assert_eq!(sticky["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"], 10_800);
 
     let secret = defaulted("", "Secret", json!({"metadata": {"name": "s"}}));
     assert_eq!(secret["type"], "Opaque");

@@ -148,6 +148,11 @@ pub static RESOURCES: &[ResourceInfo] = &[
         subresources: &[], status_subresource: false,
     },
     ResourceInfo {
+        group: "discovery.k8s.io", version: "v1", kind: "EndpointSlice", plural: "endpointslices",
+        singular: "endpointslice", namespaced: true, short_names: &[], categories: &[], verbs: CRUD,
+        subresources: &[], status_subresource: false,
+    },
+    ResourceInfo {
         group: "apps", version: "v1", kind: "Deployment", plural: "deployments", singular: "deployment",
         namespaced: true, short_names: &["deploy"], categories: &["all"], verbs: CRUD,
         subresources: &[status("apps", "Deployment"), scale()], status_subresource: true,
@@ -207,5 +212,12 @@ mod tests {
         let versions = group_versions();
         assert_eq!(versions[0], ("", "v1"));
         assert!(versions.contains(&("apps", "v1")));
+        assert!(versions.contains(&("discovery.k8s.io", "v1")));
+    }
+
+    #[test]
+    fn endpoint_slice_key_uses_discovery_group() {
+        let slices = lookup("discovery.k8s.io", "v1", "endpointslices").unwrap();
+        assert_eq!(slices.key(Some("default"), "web-abc"), "/registry/discovery.k8s.io/endpointslices/default/web-abc");
     }
 }

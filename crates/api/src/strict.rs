@@ -14,6 +14,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use schemars::SchemaGenerator;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -49,6 +50,7 @@ fn schemas() -> &'static Schemas {
         add("node.k8s.io", "RuntimeClass", generator.subschema_for::<RuntimeClass>());
         add("apps", "Deployment", generator.subschema_for::<Deployment>());
         add("apps", "ReplicaSet", generator.subschema_for::<ReplicaSet>());
+        add("discovery.k8s.io", "EndpointSlice", generator.subschema_for::<EndpointSlice>());
         let definitions = generator.take_definitions(true);
         Schemas { roots, definitions }
     })

@@ -10,6 +10,7 @@ use crate::decode;
 use crate::meta;
 use crate::routes::{ApiRequest, Reply, Shared};
 use crate::rules;
+use crate::services;
 use crate::status::ApiError;
 
 /// Characters of the random `generateName` suffix, as the reference server picks them
@@ -77,18 +78,42 @@ pub async fn insert(
         if dry_run {
             return Ok(object);
         }
-        match state.store.create(&key, meta::encode_for_store(&object)?).await {
+
+        // a Service's addresses are claimed before it is written, and released if it is not
+        let claims = if is_service(resource) {
+            services::allocate_new(state, resource, &mut object).await?
+        } else {
+            services::allocator::Claims::default()
+        };
+        let encoded = match meta::encode_for_store(&object) {
+            Ok(encoded) => encoded,
+            Err(error) => {
+                claims.release_all(state.store.as_ref()).await;
+                return Err(error);
+            }
+        };
+        match state.store.create(&key, encoded).await {
             Ok(kv) => {
                 meta::stamp(resource, &mut object, kv.mod_revision);
                 tracing::debug!(key, revision = kv.mod_revision, "created");
                 return Ok(object);
             }
-            Err(StoreError::AlreadyExists { .. }) if attempt < attempts => continue,
-            Err(StoreError::AlreadyExists { .. }) => return Err(ApiError::already_exists(resource, &name)),
-            Err(other) => return Err(other.into()),
+            Err(error) => {
+                claims.release_all(state.store.as_ref()).await;
+                match error {
+                    StoreError::AlreadyExists { .. } if attempt < attempts => continue,
+                    StoreError::AlreadyExists { .. } => return Err(ApiError::already_exists(resource, &name)),
+                    other => return Err(other.into()),
+                }
+            }
         }
     }
     Err(ApiError::internal("no attempt to create the object was made"))
+}
+
+/// Checks whether `resource` is the core Service, whose writes allocate addresses.
+pub fn is_service(resource: &ResourceInfo) -> bool {
+    resource.group.is_empty() && resource.kind == "Service"
 }
 
 /// Checks that `namespace` exists and is not being deleted.

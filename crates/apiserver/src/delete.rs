@@ -157,6 +157,9 @@ pub async fn delete_one(
                 match state.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok((_, revision)) => {
                         tracing::debug!(key, revision, "deleted");
+                        if crate::create::is_service(resource) {
+                            crate::services::release_service(state, &current).await;
+                        }
                         let mut deleted = current;
                         meta::stamp(resource, &mut deleted, revision);
                         if resource.kind == "Pod" {

@@ -27,6 +27,7 @@ mod protobuf;
 mod routes;
 mod rules;
 mod select;
+pub mod services;
 mod status;
 mod subresources;
 mod tls;
@@ -44,6 +45,9 @@ pub struct ServerConfig {
     pub ca_pem: String,
     /// Client certificate for calls to node agents (pod logs).
     pub kubelet_client: capstan_pki::CertifiedKey,
+    /// ClusterIP and NodePort ranges; `ServiceNetwork::default()` gives the Kubernetes
+    /// defaults.
+    pub services: services::ServiceNetwork,
 }
 
 /// Failure to start or run the server.
@@ -72,8 +76,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listener, prepares TLS and creates the built-in namespaces and the
-    /// `process` RuntimeClass when they are absent.
+    /// Binds the listener, prepares TLS and creates the built-in namespaces, the `process`
+    /// RuntimeClass and the `kubernetes` Service when they are absent.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let tls = Arc::new(capstan_pki::server_config(&config.serving, &config.ca_pem, false)?);
         let kubelet_tls = capstan_pki::client_config(&config.kubelet_client, &config.ca_pem)?;
@@ -81,7 +85,7 @@ impl Server {
             .use_preconfigured_tls(kubelet_tls)
             .build()
             .map_err(ServerError::KubeletClient)?;
-        let state = Arc::new(routes::AppState { store: config.store, kubelet_http });
+        let state = Arc::new(routes::AppState { store: config.store, kubelet_http, services: config.services });
         bootstrap::create_builtin_objects(&state).await?;
 
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -90,6 +94,7 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        bootstrap::create_kubernetes_service(&state, local_addr).await?;
         Ok(Server { listener, tls, app: router(state), local_addr })
     }
 

@@ -24,6 +24,7 @@ pub struct AppState {
     /// HTTPS client for calls to node agents (pod logs), with the kubelet client
     /// certificate and the cluster CA as the only root.
     pub kubelet_http: reqwest::Client,
+    pub services: crate::services::ServiceNetwork,
 }
 
 pub type Shared = Arc<AppState>;

@@ -20,18 +20,23 @@ pub fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) ->
     let Err(errors) = validation::validate(resource, object, old) else {
         return Ok(());
     };
+    Err(invalid(resource, object, &errors))
+}
+
+/// Builds the 422 `Invalid` status for `errors` found in `object`.
+pub fn invalid(resource: &ResourceInfo, object: &Value, errors: &[validation::FieldError]) -> ApiError {
     let name = meta::name(object).unwrap_or_default();
     let causes = errors
         .iter()
         .map(|e| Cause { reason: e.reason().to_string(), message: e.body(), field: e.field.clone() })
         .collect();
-    Err(ApiError::Invalid {
+    ApiError::Invalid {
         group: resource.group.to_string(),
         kind: resource.kind.to_string(),
         name: name.clone(),
-        message: validation::invalid_message(resource, &name, &errors),
+        message: validation::invalid_message(resource, &name, errors),
         causes,
-    })
+    }
 }
 
 /// Lists the `unknown field "…"` and `duplicate field "…"` problems of a decoded body. Unknown

@@ -9,10 +9,12 @@ use capstan_api::resources::ResourceInfo;
 use capstan_store::StoreError;
 use serde_json::{Value, json};
 
+use crate::create::is_service;
 use crate::decode::{self, FieldValidation};
 use crate::meta;
 use crate::routes::{ApiRequest, Reply, Shared};
 use crate::rules;
+use crate::services;
 use crate::status::ApiError;
 
 /// Compare-and-swap attempts before a write without a client precondition gives up.
@@ -144,6 +146,10 @@ where
             && meta::has_finalizers(resource, &current)
             && !meta::has_finalizers(resource, &object);
         rules::apply_defaults(resource, &mut object);
+        let allocates = is_service(resource) && target.subresource != Some("status");
+        if allocates {
+            services::carry_over(&current, &mut object);
+        }
         let old = if target.server_write { None } else { Some(&current) };
         rules::validate(resource, &object, old)?;
         if finalized {
@@ -154,6 +160,9 @@ where
                 Ok((_, revision)) => {
                     meta::stamp(resource, &mut object, revision);
                     tracing::debug!(key, revision, "removed after its last finalizer");
+                    if is_service(resource) {
+                        services::release_service(state, &current).await;
+                    }
                     return Ok(object);
                 }
                 Err(StoreError::Conflict { .. }) if proposal.precondition.is_none() => continue,
@@ -168,16 +177,36 @@ where
             meta::stamp(resource, &mut object, kv.mod_revision);
             return Ok(object);
         }
+
+        // a Service claims new addresses before the write and frees old ones after it
+        let claims = if allocates {
+            services::allocate_update(state, resource, &current, &mut object).await?
+        } else {
+            services::UpdateClaims::default()
+        };
+        let encoded = match meta::encode_for_store(&object) {
+            Ok(encoded) => encoded,
+            Err(error) => {
+                claims.claimed.release_all(state.store.as_ref()).await;
+                return Err(error);
+            }
+        };
         match state.store.update(&key, encoded, Some(kv.mod_revision)).await {
             Ok(written) => {
+                services::allocator::release(state.store.as_ref(), &claims.released).await;
                 meta::stamp(resource, &mut object, written.mod_revision);
                 tracing::debug!(key, revision = written.mod_revision, "updated");
                 return Ok(object);
             }
-            Err(StoreError::Conflict { .. }) if proposal.precondition.is_none() => continue,
-            Err(StoreError::Conflict { .. }) => return Err(ApiError::modified(resource, target.name)),
-            Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(resource, target.name)),
-            Err(other) => return Err(other.into()),
+            Err(error) => {
+                claims.claimed.release_all(state.store.as_ref()).await;
+                match error {
+                    StoreError::Conflict { .. } if proposal.precondition.is_none() => continue,
+                    StoreError::Conflict { .. } => return Err(ApiError::modified(resource, target.name)),
+                    StoreError::NotFound { .. } => return Err(ApiError::not_found(resource, target.name)),
+                    other => return Err(other.into()),
+                }
+            }
         }
     }
     Err(ApiError::modified(resource, target.name))

@@ -55,6 +55,13 @@ pub struct UpArgs {
     /// Do not create the example web Deployment.
     #[arg(long)]
     no_example: bool,
+    /// IPv4 range (CIDR) that Service ClusterIPs come from; its first address goes to the
+    /// `kubernetes` Service.
+    #[arg(long, default_value_t = capstan_apiserver::services::ClusterIpRange::default())]
+    service_cidr: capstan_apiserver::services::ClusterIpRange,
+    /// Inclusive port range (FIRST-LAST) that Service NodePorts come from.
+    #[arg(long, default_value_t = capstan_apiserver::services::NodePortRange::default())]
+    node_port_range: capstan_apiserver::services::NodePortRange,
 }
 
 /// `/var/lib/capstan` for root, `~/.local/share/capstan` for other users.
@@ -91,6 +98,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         serving,
         ca_pem: authority.ca_cert_pem().to_string(),
         kubelet_client,
+        services: capstan_apiserver::services::ServiceNetwork {
+            cluster_ip_range: args.service_cidr,
+            node_port_range: args.node_port_range,
+            advertise_address: None,
+        },
     })
     .await
     .context("failed to start the API server")?;
@@ -112,9 +124,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             &server_url, &authority, "admin", "admin", &["system:masters"],
         )
         .await?;
-        create_example(admin).await?;
+        create_example(admin.clone()).await?;
+        print_welcome(&kubeconfig_path, false);
+        tokio::spawn(print_example_addresses(admin));
+    } else {
+        print_welcome(&kubeconfig_path, true);
     }
-    print_welcome(&kubeconfig_path, args.no_example);
 
     wait_for_signal().await;
     info!("stopping; pods keep running and are adopted by the next `capstan up`");
@@ -197,6 +212,8 @@ async fn start_agent(
         cgroup_parent: format!("capstan-{node_name}"),
     })?;
     let runtime: Arc<dyn capstan_agent::runtime::Runtime> = Arc::new(runtime);
+    let default_handler = runtime.handler().to_string();
+    let runtimes = BTreeMap::from([(default_handler.clone(), runtime)]);
 
     let mut labels = BTreeMap::new();
     labels.insert("node-role.kubernetes.io/control-plane".to_string(), String::new());
@@ -206,6 +223,7 @@ async fn start_agent(
         node_ip,
         data_dir: args.data_dir.join("agent"),
         pod_cidr: Some(args.pod_cidr.clone()),
+        extra_pod_cidrs: Vec::new(),
         kubelet_listen: SocketAddr::new(node_ip, args.kubelet_port),
         serving,
         ca_pem: authority.ca_cert_pem().to_string(),
@@ -214,7 +232,9 @@ async fn start_agent(
         heartbeat: Duration::from_secs(10),
     };
     tasks.spawn(supervise("node agent", move || {
-        capstan_agent::run(client.clone(), runtime.clone(), config.clone())
+        let (client, runtimes, config) = (client.clone(), runtimes.clone(), config.clone());
+        let handler = default_handler.clone();
+        async move { capstan_agent::run(client, runtimes, &handler, config).await }
     }));
     Ok(())
 }
@@ -251,6 +271,38 @@ async fn create_example(client: kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits up to a minute for the example's pods to be ready and prints how to reach each.
+async fn print_example_addresses(client: kube::Client) {
+    use k8s_openapi::api::core::v1::Pod;
+
+    let api: kube::Api<Pod> = kube::Api::namespaced(client, "default");
+    let params = kube::api::ListParams::default().labels("app=web");
+    for _ in 0..120 {
+        if let Ok(pods) = api.list(&params).await {
+            let addresses: Vec<String> = pods
+                .items
+                .iter()
+                .filter(|pod| is_ready(pod))
+                .filter_map(|pod| pod.status.as_ref()?.pod_ip.clone())
+                .collect();
+            if !addresses.is_empty() && addresses.len() == pods.items.len() {
+                println!("The example web service is ready:");
+                for address in addresses {
+                    println!("  curl http://{address}:8080/");
+                }
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    warn!("the example web pods were not ready within a minute; see `kubectl get pods`");
+}
+
+fn is_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|status| status.conditions.as_ref());
+    conditions.is_some_and(|all| all.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 fn print_welcome(kubeconfig_path: &std::path::Path, no_example: bool) {
     let path = kubeconfig_path.display();
     println!("capstan is up. Use it with kubectl:");
@@ -260,6 +312,7 @@ fn print_welcome(kubeconfig_path: &std::path::Path, no_example: bool) {
     if !no_example {
         println!("  kubectl get pods -o wide          # the example web service, 3 replicas");
         println!("  curl http://<pod IP>:8080/        # each replica answers with its pod name");
+        println!("The pod addresses follow as soon as the replicas are ready.");
     }
     println!();
     println!("`capstan kubeconfig` prints the kubeconfig path again. Stop with Ctrl-C.");

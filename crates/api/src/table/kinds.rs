@@ -102,6 +102,7 @@ pub(super) fn printer(group: &str, kind: &str) -> Printer {
         ("", "Endpoints") => (ENDPOINTS, endpoints),
         ("", "ServiceAccount") => (SERVICE_ACCOUNT, service_account),
         ("coordination.k8s.io", "Lease") => (LEASE, lease),
+        ("discovery.k8s.io", "EndpointSlice") => (super::discovery::COLUMNS, super::discovery::cells),
         _ => (DEFAULT, default),
     };
     Printer { columns, cells }

@@ -4,6 +4,7 @@
 //! (kubernetes `pkg/printers/internalversion/printers.go`). Every cell is computed, including
 //! the `-o wide` columns (priority 1): kubectl hides those columns itself.
 
+mod discovery;
 mod kinds;
 mod pod;
 

@@ -8,6 +8,7 @@
 
 mod config;
 mod container;
+mod endpoints;
 mod errors;
 mod metadata;
 mod pod;
@@ -41,7 +42,14 @@ pub fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) ->
         }
         ("apps", "Deployment") => workload::validate_deployment(object, old, &mut errors),
         ("apps", "ReplicaSet") => workload::validate_replica_set(object, old, &mut errors),
-        ("", "Service") => service::validate_service(object, &mut errors),
+        ("", "Service") => {
+            service::validate_service(object, &mut errors);
+            if let Some(old) = old {
+                service::validate_service_update(object, old, &mut errors);
+            }
+        }
+        ("", "Endpoints") => endpoints::validate_endpoints(object, &mut errors),
+        ("discovery.k8s.io", "EndpointSlice") => endpoints::validate_endpoint_slice(object, old, &mut errors),
         ("", "ConfigMap") => config::validate_config_map(object, &mut errors),
         ("", "Secret") => config::validate_secret(object, old, &mut errors),
         ("", "Namespace") => config::validate_namespace(object, &mut errors),

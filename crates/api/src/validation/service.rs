@@ -12,6 +12,11 @@ use crate::meta;
 
 const SERVICE_TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 const SESSION_AFFINITIES: &[&str] = &["ClientIP", "None"];
+const TRAFFIC_POLICIES: &[&str] = &["Cluster", "Local"];
+const IP_FAMILIES: &[&str] = &["IPv4", "IPv6"];
+const IP_FAMILY_POLICIES: &[&str] = &["PreferDualStack", "RequireDualStack", "SingleStack"];
+/// Largest `sessionAffinityConfig.clientIP.timeoutSeconds`: one day, as in Kubernetes.
+pub const MAX_CLIENT_IP_TIMEOUT_SECONDS: i64 = 86_400;
 
 pub(super) fn validate_service(object: &Value, errors: &mut Vec<FieldError>) {
     let path = Path::root().child("spec");
@@ -29,9 +34,20 @@ pub(super) fn validate_service(object: &Value, errors: &mut Vec<FieldError>) {
     for (index, port) in ports.iter().enumerate() {
         validate_port(port, &path.child("ports").index(index), ports.len() > 1, &mut names, &mut keys, errors);
     }
+    validate_node_ports(ports, service_type, &path, errors);
 
     check_enum(spec, "type", SERVICE_TYPES, &path, errors);
     check_enum(spec, "sessionAffinity", SESSION_AFFINITIES, &path, errors);
+    check_enum(spec, "internalTrafficPolicy", TRAFFIC_POLICIES, &path, errors);
+    check_enum(spec, "externalTrafficPolicy", TRAFFIC_POLICIES, &path, errors);
+    check_enum(spec, "ipFamilyPolicy", IP_FAMILY_POLICIES, &path, errors);
+    for (index, family) in array_field(spec, "ipFamilies").iter().enumerate() {
+        if !family.as_str().is_some_and(|f| IP_FAMILIES.contains(&f)) {
+            errors.push(FieldError::not_supported(path.child("ipFamilies").index(index), family.clone(), IP_FAMILIES));
+        }
+    }
+    validate_session_affinity(spec, &path, errors);
+    validate_cluster_ips(spec, cluster_ip, &path, errors);
     if service_type == "ExternalName" {
         match str_field(spec, "externalName").filter(|n| !n.is_empty()) {
             None => errors.push(FieldError::required(path.child("externalName"), "")),
@@ -50,6 +66,88 @@ pub(super) fn validate_service(object: &Value, errors: &mut Vec<FieldError>) {
         errors.push(FieldError::invalid(path.child("clusterIP"), Value::from(cluster_ip), detail));
     }
     validate_labels(field(spec, "selector"), &path.child("selector"), errors);
+}
+
+/// Checks the rules of `spec.clusterIPs`: its first entry matches `clusterIP`, and each
+/// entry is an address (or `None` for a headless Service, and then alone).
+fn validate_cluster_ips(spec: Option<&Value>, cluster_ip: &str, path: &Path, errors: &mut Vec<FieldError>) {
+    let cluster_ips = array_field(spec, "clusterIPs");
+    let Some(first) = cluster_ips.first() else { return };
+    let first_path = path.child("clusterIPs").index(0);
+    if !cluster_ip.is_empty() && first.as_str() != Some(cluster_ip) {
+        let detail = "must match `clusterIP` when both are specified";
+        errors.push(FieldError::invalid(first_path.clone(), first.clone(), detail));
+    }
+    for (index, entry) in cluster_ips.iter().enumerate() {
+        let text = entry.as_str().unwrap_or("");
+        let valid = text.parse::<IpAddr>().is_ok() || (text == "None" && cluster_ips.len() == 1);
+        if !valid {
+            let detail = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
+            errors.push(FieldError::invalid(path.child("clusterIPs").index(index), entry.clone(), detail));
+        }
+    }
+    if cluster_ips.len() > 2 {
+        errors.push(FieldError::invalid(path.child("clusterIPs"), Value::from(cluster_ips.to_vec()), "may only hold up to 2 values"));
+    }
+}
+
+/// Checks `sessionAffinityConfig` against `sessionAffinity`: the ClientIP timeout must lie in
+/// 1..=86400 seconds, and without ClientIP affinity the config must be absent.
+fn validate_session_affinity(spec: Option<&Value>, path: &Path, errors: &mut Vec<FieldError>) {
+    let affinity = str_field(spec, "sessionAffinity").unwrap_or("None");
+    let config = field(spec, "sessionAffinityConfig");
+    let config_path = path.child("sessionAffinityConfig");
+    if affinity != "ClientIP" {
+        if let Some(config) = config.filter(|c| c.as_object().is_some_and(|m| !m.is_empty())) {
+            let detail = format!("must not be set when session affinity is {affinity}");
+            errors.push(FieldError::invalid(config_path, config.clone(), detail));
+        }
+        return;
+    }
+    let timeout_path = config_path.child("clientIP").child("timeoutSeconds");
+    match config.and_then(|c| c.pointer("/clientIP/timeoutSeconds")).filter(|t| !t.is_null()) {
+        None => errors.push(FieldError::required(timeout_path, "")),
+        Some(timeout) => {
+            if !timeout.as_i64().is_some_and(|t| (1..=MAX_CLIENT_IP_TIMEOUT_SECONDS).contains(&t)) {
+                let detail = format!("must be greater than 0 and less than {MAX_CLIENT_IP_TIMEOUT_SECONDS}");
+                errors.push(FieldError::invalid(timeout_path, timeout.clone(), detail));
+            }
+        }
+    }
+}
+
+/// Checks that node ports appear only on NodePort and LoadBalancer Services, and that no
+/// number is requested twice for one protocol.
+fn validate_node_ports(ports: &[Value], service_type: &str, path: &Path, errors: &mut Vec<FieldError>) {
+    let mut seen = HashSet::new();
+    for (index, port) in ports.iter().enumerate() {
+        let Some(node_port) = field(Some(port), "nodePort").and_then(Value::as_i64).filter(|p| *p != 0) else {
+            continue;
+        };
+        let node_port_path = path.child("ports").index(index).child("nodePort");
+        if service_type == "ClusterIP" || service_type == "ExternalName" {
+            let detail = format!("may not be used when `type` is '{service_type}'");
+            errors.push(FieldError::forbidden(node_port_path, detail));
+            continue;
+        }
+        let protocol = str_field(Some(port), "protocol").unwrap_or("TCP");
+        if !seen.insert((node_port, protocol)) {
+            errors.push(FieldError::duplicate(node_port_path, Value::from(node_port)));
+        }
+    }
+}
+
+/// Checks the Service rules that compare with the stored version: the cluster IP may not
+/// change once set, except by a switch to or from `ExternalName`, which has none.
+pub(super) fn validate_service_update(object: &Value, old: &Value, errors: &mut Vec<FieldError>) {
+    let old_ip = old.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("");
+    let new_ip = object.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("");
+    let new_type = object.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    if old_ip.is_empty() || new_type == "ExternalName" || old_ip == new_ip {
+        return;
+    }
+    let path = Path::root().child("spec").child("clusterIPs").index(0);
+    errors.push(FieldError::invalid(path, Value::from(new_ip), "field is immutable"));
 }
 
 fn validate_port<'a>(
@@ -162,5 +260,62 @@ mod tests {
         for (spec, expected) in cases {
             assert_eq!(messages(spec.clone()), expected, "spec {spec}");
         }
+    }
+
+    #[test]
+    fn service_policy_and_affinity_rules() {
+        let ports = json!([{"port": 80, "protocol": "TCP", "targetPort": 80}]);
+        let node_port = |number: i64| json!({"name": format!("p{number}"), "port": number, "protocol": "TCP", "nodePort": 30080});
+        let cases: Vec<(Value, Vec<&str>)> = vec![
+            (json!({"ports": ports, "sessionAffinity": "ClientIP",
+                    "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10800}}}), vec![]),
+            (
+                json!({"ports": ports, "sessionAffinity": "ClientIP",
+                       "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 86401}}}),
+                vec!["spec.sessionAffinityConfig.clientIP.timeoutSeconds: Invalid value: 86401: must be greater than 0 and less than 86400"],
+            ),
+            (
+                json!({"ports": ports, "sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}}}),
+                vec!["spec.sessionAffinityConfig.clientIP.timeoutSeconds: Invalid value: 0: must be greater than 0 and less than 86400"],
+            ),
+            (
+                json!({"ports": ports, "externalTrafficPolicy": "Nearest", "type": "NodePort"}),
+                vec!["spec.externalTrafficPolicy: Unsupported value: \"Nearest\": supported values: \"Cluster\", \"Local\""],
+            ),
+            (
+                json!({"ports": ports, "internalTrafficPolicy": "Node"}),
+                vec!["spec.internalTrafficPolicy: Unsupported value: \"Node\": supported values: \"Cluster\", \"Local\""],
+            ),
+            (
+                json!({"type": "NodePort", "ports": [node_port(80), node_port(81)]}),
+                vec!["spec.ports[1].nodePort: Duplicate value: 30080"],
+            ),
+            (
+                json!({"type": "ClusterIP", "ports": [node_port(80)]}),
+                vec!["spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"],
+            ),
+            (
+                json!({"clusterIP": "10.96.0.9", "clusterIPs": ["10.96.0.8"], "ports": ports}),
+                vec!["spec.clusterIPs[0]: Invalid value: \"10.96.0.8\": must match `clusterIP` when both are specified"],
+            ),
+        ];
+        for (spec, expected) in cases {
+            assert_eq!(messages(spec.clone()), expected, "spec {spec}");
+        }
+    }
+
+    #[test]
+    fn cluster_ip_is_immutable() {
+        let old = json!({"spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10"}});
+        let changed = json!({"spec": {"type": "ClusterIP", "clusterIP": "10.96.0.11"}});
+        let mut errors = Vec::new();
+        validate_service_update(&changed, &old, &mut errors);
+        let messages: Vec<String> = errors.iter().map(FieldError::message).collect();
+        assert_eq!(messages, ["spec.clusterIPs[0]: Invalid value: \"10.96.0.11\": field is immutable"]);
+
+        let external = json!({"spec": {"type": "ExternalName", "externalName": "db.example.com"}});
+        let mut errors = Vec::new();
+        validate_service_update(&external, &old, &mut errors);
+        assert!(errors.is_empty(), "switching to ExternalName releases the address");
     }
 }

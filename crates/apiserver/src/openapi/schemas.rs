@@ -2,7 +2,7 @@
 //! OpenAPI 3.0 dialect, plus the extensions kubectl reads and k8s-openapi does not emit.
 
 use capstan_api::patch::keys::{FIELD_RULES, schema_name};
-use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, node, policy, rbac};
+use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery, node, policy, rbac};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::SchemaGenerator;
 use schemars::generate::SchemaSettings;
@@ -145,6 +145,7 @@ fn add_typed(generator: &mut SchemaGenerator, group: &str, kind: &str) -> bool {
         ("policy", "Eviction") => policy::v1::Eviction,
         ("policy", "PodDisruptionBudget") => policy::v1::PodDisruptionBudget,
         ("coordination.k8s.io", "Lease") => coordination::v1::Lease,
+        ("discovery.k8s.io", "EndpointSlice") => discovery::v1::EndpointSlice,
         ("node.k8s.io", "RuntimeClass") => node::v1::RuntimeClass,
         ("rbac.authorization.k8s.io", "Role") => rbac::v1::Role,
         ("rbac.authorization.k8s.io", "ClusterRole") => rbac::v1::ClusterRole,

@@ -53,6 +53,7 @@ impl TestServer {
             serving,
             ca_pem: authority.ca_cert_pem().to_string(),
             kubelet_client,
+            services: capstan_apiserver::services::ServiceNetwork::default(),
         };
         let server = Server::bind(config).await.expect("bind");
         let addr = server.local_addr();

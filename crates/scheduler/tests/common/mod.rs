@@ -35,6 +35,7 @@ pub async fn start_server() -> TestServer {
         serving,
         ca_pem: authority.ca_cert_pem().to_string(),
         kubelet_client,
+        services: capstan_apiserver::services::ServiceNetwork::default(),
     };
     let server = Server::bind(config).await.expect("bind");
     let addr = server.local_addr();

@@ -1,0 +1,4 @@
+//! Service proxy and cluster DNS for one node.
+
+pub mod model;
+pub mod nft;
