@@ -26,6 +26,7 @@ use crate::node::NodeFacts;
 use crate::node::host::HostInfo;
 use crate::pod::worker::WorkerContext;
 use crate::runtime::Runtime;
+use crate::runtime::set::RuntimeSet;
 use crate::server::KubeletServer;
 
 /// Settings of one node agent.
@@ -37,6 +38,9 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// Written to `Node.spec.podCIDR`.
     pub pod_cidr: Option<String>,
+    /// Ranges of further runtimes (the CRI runtime's CNI range), appended to
+    /// `Node.spec.podCIDRs`.
+    pub extra_pod_cidrs: Vec<String>,
     /// Address of the HTTPS log server; its port goes into `daemonEndpoints`.
     pub kubelet_listen: SocketAddr,
     /// Serving certificate of that listener.
@@ -73,20 +77,32 @@ const REGISTER_RETRY: Duration = Duration::from_secs(2);
 
 /// Runs the agent: serves logs, registers the node, keeps its Lease, and runs the pods
 /// bound to it until the pod watch ends.
-pub async fn run(client: kube::Client, runtime: Arc<dyn Runtime>, config: AgentConfig) -> Result<(), AgentError> {
+///
+/// `runtimes` maps RuntimeClass handlers to runtimes; a pod runs on the one its
+/// `runtimeClassName` names, or on `default_handler` when it names none. The node gets
+/// the label `runtime.capstan.io/<handler>: "true"` for each.
+pub async fn run(
+    client: kube::Client,
+    runtimes: BTreeMap<String, Arc<dyn Runtime>>,
+    default_handler: &str,
+    config: AgentConfig,
+) -> Result<(), AgentError> {
     use tracing::Instrument;
     let span = tracing::info_span!("agent", node.name = %config.node_name);
+    let runtime = Arc::new(RuntimeSet::new(runtimes, default_handler)?);
     run_agent(client, runtime, config).instrument(span).await
 }
 
-async fn run_agent(client: kube::Client, runtime: Arc<dyn Runtime>, config: AgentConfig) -> Result<(), AgentError> {
+async fn run_agent(client: kube::Client, runtime: Arc<RuntimeSet>, config: AgentConfig) -> Result<(), AgentError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| AgentError::DataDir { path: config.data_dir.clone(), source })?;
     let host = HostInfo::read(&config.data_dir);
 
     // the log server first, so the node advertises a port that is already listening
     let directory = PodDirectory::new();
-    let server = KubeletServer::bind(config.kubelet_listen, &config.serving, &config.ca_pem, directory.clone()).await?;
+    let server = KubeletServer::bind(config.kubelet_listen, &config.serving, &config.ca_pem, directory.clone())
+        .await?
+        .with_runtime(runtime.clone());
     let kubelet_port = server.local_addr().map(|a| a.port()).unwrap_or(config.kubelet_listen.port());
     let _server_task = AbortOnDrop(tokio::spawn(server.serve()));
 
@@ -95,9 +111,10 @@ async fn run_agent(client: kube::Client, runtime: Arc<dyn Runtime>, config: Agen
         name: config.node_name.clone(),
         ip: config.node_ip,
         pod_cidr: config.pod_cidr.clone(),
+        extra_pod_cidrs: config.extra_pod_cidrs.clone(),
         kubelet_port,
         labels: config.labels.clone(),
-        handlers: vec![runtime.handler().to_string()],
+        handlers: runtime.handlers(),
         host: host.clone(),
         since: jiff::Timestamp::now(),
     };

@@ -92,6 +92,7 @@ async fn start_cluster(pki_dir: &std::path::Path) -> Cluster {
         serving: authority.issue_server("capstan-apiserver", &["localhost".into()], &[localhost]).expect("cert"),
         ca_pem: ca_pem.clone(),
         kubelet_client: authority.issue_client("capstan-apiserver", &["system:masters"]).expect("cert"),
+        services: capstan_apiserver::services::ServiceNetwork::default(),
     })
     .await
     .expect("API server binds");
@@ -110,6 +111,7 @@ impl Cluster {
             node_ip: localhost,
             data_dir,
             pod_cidr: None,
+            extra_pod_cidrs: Vec::new(),
             kubelet_listen: SocketAddr::new(localhost, 0),
             serving: self.authority.issue_server(NODE, &[NODE.into()], &[localhost]).expect("cert"),
             ca_pem: self.ca_pem.clone(),
@@ -117,7 +119,10 @@ impl Cluster {
             restart_backoff: backoff,
             heartbeat: Duration::from_secs(1),
         };
-        AgentTask(tokio::spawn(run(self.client.clone(), runtime, config)))
+        let handler = runtime.handler().to_string();
+        let runtimes = BTreeMap::from([(handler.clone(), runtime)]);
+        let client = self.client.clone();
+        AgentTask(tokio::spawn(async move { run(client, runtimes, &handler, config).await }))
     }
 }
 

@@ -50,6 +50,8 @@ pub struct NodeFacts {
     pub name: String,
     pub ip: std::net::IpAddr,
     pub pod_cidr: Option<String>,
+    /// Ranges of further runtimes, listed after `pod_cidr` in `podCIDRs`.
+    pub extra_pod_cidrs: Vec<String>,
     pub kubelet_port: u16,
     pub labels: BTreeMap<String, String>,
     /// RuntimeClass handlers this node offers (`process`).
@@ -87,7 +89,9 @@ impl NodeFacts {
             },
             spec: Some(NodeSpec {
                 pod_cidr: self.pod_cidr.clone(),
-                pod_cidrs: self.pod_cidr.clone().map(|cidr| vec![cidr]),
+                pod_cidrs: self.pod_cidr.clone().map(|cidr| {
+                    std::iter::once(cidr).chain(self.extra_pod_cidrs.iter().cloned()).collect()
+                }),
                 ..NodeSpec::default()
             }),
             status: Some(self.status(jiff::Timestamp::now())),
@@ -288,12 +292,13 @@ mod tests {
             name: "node-1".into(),
             ip: "192.0.2.10".parse().expect("ip"),
             pod_cidr: Some("10.88.0.0/24".into()),
+            extra_pod_cidrs: vec!["10.245.0.0/24".into()],
             kubelet_port: 10250,
             labels: BTreeMap::from([(
                 "node-role.kubernetes.io/control-plane".into(),
                 String::new(),
             )]),
-            handlers: vec!["process".into()],
+            handlers: vec!["cri".into(), "process".into()],
             host: HostInfo {
                 cpus: 4,
                 memory_bytes: 8 << 30,
@@ -317,6 +322,9 @@ mod tests {
         assert_eq!(labels["runtime.capstan.io/process"], "true");
         assert_eq!(labels["kubernetes.io/arch"], "amd64");
         assert!(labels.contains_key("node-role.kubernetes.io/control-plane"));
+        assert_eq!(labels["runtime.capstan.io/cri"], "true");
+        let cidrs = node.spec.as_ref().and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
+        assert_eq!(cidrs, vec!["10.88.0.0/24".to_string(), "10.245.0.0/24".to_string()]);
         assert_eq!(
             node.spec.and_then(|s| s.pod_cidr).as_deref(),
             Some("10.88.0.0/24")

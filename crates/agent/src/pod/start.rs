@@ -37,6 +37,8 @@ impl PodWorker {
                     .unwrap_or_else(|| self.name().to_string())
             },
             host_network,
+            // RuntimeClass names equal their handlers (`process`, `cri`)
+            runtime_handler: spec.runtime_class_name.clone().unwrap_or_default(),
             log_directory: self
                 .context
                 .data_dir
@@ -112,10 +114,18 @@ impl PodWorker {
                     RuntimeError::ImageUnsupported { reason, .. } => {
                         (reason.clone(), now + IMAGE_RETRY)
                     }
+                    RuntimeError::ImagePull { reason, .. } => {
+                        let waiting = match &self.record_mut(is_init, index).lifecycle {
+                            super::container::Lifecycle::Waiting { reason, .. } => Some(reason.clone()),
+                            _ => None,
+                        };
+                        (image_pull_reason(reason, waiting.as_deref()), now + CONFIG_RETRY)
+                    }
                     _ => ("CreateContainerError".to_string(), now + CONFIG_RETRY),
                 };
                 let message = match &error {
-                    RuntimeError::ImageUnsupported { message, .. } => message.clone(),
+                    RuntimeError::ImageUnsupported { message, .. }
+                    | RuntimeError::ImagePull { message, .. } => message.clone(),
                     other => other.to_string(),
                 };
                 let event = ContainerEvent::CreateFailed {
@@ -274,6 +284,10 @@ impl PodWorker {
         ContainerConfig {
             name: container.name.clone(),
             image: container.image.clone().unwrap_or_default(),
+            image_pull_policy: crate::runtime::PullPolicy::from_spec(
+                container.image_pull_policy.as_deref(),
+                container.image.as_deref().unwrap_or_default(),
+            ),
             command: command_line(container, &env),
             env,
             working_dir: container.working_dir.clone(),
@@ -287,6 +301,15 @@ impl PodWorker {
             tty: container.tty.unwrap_or(false),
             labels,
         }
+    }
+}
+
+/// The waiting reason after a failed pull: `ErrImagePull` the first time, then
+/// `ImagePullBackOff` while the agent keeps retrying, as kubelet shows them.
+fn image_pull_reason(reason: &str, waiting: Option<&str>) -> String {
+    match (reason, waiting) {
+        ("ErrImagePull", Some("ErrImagePull" | "ImagePullBackOff")) => "ImagePullBackOff".to_string(),
+        (reason, _) => reason.to_string(),
     }
 }
 

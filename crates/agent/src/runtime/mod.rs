@@ -9,7 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Failure of a runtime call.
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +30,16 @@ pub enum RuntimeError {
     /// Starting the container's process failed (command not found, permission denied).
     #[error("failed to start container {name}: {message}")]
     StartFailed { name: String, message: String },
+    /// The image could not be made present: `reason` is `ErrImagePull` (the pull failed)
+    /// or `ErrImageNeverPull` (absent, and the pull policy is `Never`). `message` is the
+    /// runtime's own wording, shown in the container's waiting state.
+    #[error("{message}")]
+    ImagePull { reason: String, message: String },
     #[error("exec in container {id} timed out after {seconds}s")]
     ExecTimeout { id: String, seconds: u64 },
+    /// The runtime cannot stream commands (`kubectl exec`).
+    #[error("exec is not supported by the {handler} runtime")]
+    ExecUnsupported { handler: String },
     #[error("runtime failure: {0}")]
     Internal(String),
 }
@@ -39,6 +51,8 @@ pub struct SandboxConfig {
     pub pod_namespace: String,
     pub pod_name: String,
     pub hostname: String,
+    /// The RuntimeClass handler that runs the pod; empty for the node's default.
+    pub runtime_handler: String,
     /// Use the host's network namespace (`spec.hostNetwork`).
     pub host_network: bool,
     /// Directory that holds the pod's container log files.
@@ -76,12 +90,42 @@ pub struct Resources {
     pub memory_limit_bytes: Option<i64>,
 }
 
+/// When the runtime pulls a container's image (`imagePullPolicy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    /// Parses `imagePullPolicy`; unset or unknown values get the Kubernetes default for
+    /// `image` (`Always` for an untagged or `:latest` image, else `IfNotPresent`).
+    pub fn from_spec(policy: Option<&str>, image: &str) -> PullPolicy {
+        match policy {
+            Some("Always") => PullPolicy::Always,
+            Some("Never") => PullPolicy::Never,
+            Some("IfNotPresent") => PullPolicy::IfNotPresent,
+            _ => {
+                let last = image.rsplit('/').next().unwrap_or(image);
+                let name = last.split('@').next().unwrap_or(last);
+                match name.split_once(':') {
+                    Some((_, "latest")) | None if !image.contains('@') => PullPolicy::Always,
+                    _ => PullPolicy::IfNotPresent,
+                }
+            }
+        }
+    }
+}
+
 /// Everything needed to create one container; the agent resolves env sources (ConfigMaps,
 /// Secrets, downward API) before it calls the runtime.
 #[derive(Clone, Debug, Default)]
 pub struct ContainerConfig {
     pub name: String,
     pub image: String,
+    pub image_pull_policy: PullPolicy,
     /// The command line: `command` then `args`, after `$(VAR)` expansion.
     pub command: Vec<String>,
     pub env: Vec<(String, String)>,
@@ -137,6 +181,51 @@ pub struct ExecOutput {
     pub stderr: Vec<u8>,
 }
 
+/// A command to run in a running container with its streams attached (`kubectl exec`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    /// Runs the command on a pseudo-terminal. Its output then arrives on `stdout` only.
+    pub tty: bool,
+}
+
+/// A terminal size in character cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TerminalSize {
+    pub width: u16,
+    pub height: u16,
+}
+
+/// Applies a new terminal size to the command's pseudo-terminal.
+pub type ResizeFn = Box<dyn Fn(TerminalSize) -> std::io::Result<()> + Send + Sync>;
+
+/// A command started by [`Runtime::exec`]. Each stream is present only when requested.
+pub struct ExecSession {
+    /// Dropping it closes the command's standard input.
+    pub stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
+    pub stdout: Option<Pin<Box<dyn AsyncRead + Send>>>,
+    pub stderr: Option<Pin<Box<dyn AsyncRead + Send>>>,
+    /// Present with a terminal only.
+    pub resize: Option<ResizeFn>,
+    /// Resolves to the exit code (128 + signal for a killed command). Dropping it before
+    /// it resolves kills the command.
+    pub exit: BoxFuture<'static, Result<i32, RuntimeError>>,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSession")
+            .field("stdin", &self.stdin.is_some())
+            .field("stdout", &self.stdout.is_some())
+            .field("stderr", &self.stderr.is_some())
+            .field("resize", &self.resize.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// CPU and memory use of one container.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerStats {
@@ -185,6 +274,35 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Result<ExecOutput, RuntimeError>;
 
     async fn container_stats(&self, id: &str) -> Result<ContainerStats, RuntimeError>;
+
+    /// Starts `request.command` in the running container `id`, with the same namespaces,
+    /// cgroups, environment and working directory as the container, and returns its
+    /// streams. A command that cannot be found still returns a session: its message goes
+    /// to stderr and its exit code is 126 or 127, as with runc. Runtimes that cannot
+    /// stream return [`RuntimeError::ExecUnsupported`].
+    async fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
+        let _ = (id, request);
+        Err(RuntimeError::ExecUnsupported {
+            handler: self.handler().to_string(),
+        })
+    }
 }
 
+pub mod cri;
 pub mod process;
+pub mod set;
+
+#[cfg(test)]
+mod tests {
+    use super::PullPolicy;
+
+    #[test]
+    fn pull_policy_defaults_follow_the_image_tag() {
+        assert_eq!(PullPolicy::from_spec(None, "registry.k8s.io/busybox"), PullPolicy::Always);
+        assert_eq!(PullPolicy::from_spec(None, "busybox:latest"), PullPolicy::Always);
+        assert_eq!(PullPolicy::from_spec(None, "busybox:local"), PullPolicy::IfNotPresent);
+        assert_eq!(PullPolicy::from_spec(None, "localhost:5000/busybox"), PullPolicy::Always);
+        assert_eq!(PullPolicy::from_spec(None, "busybox@sha256:ab"), PullPolicy::IfNotPresent);
+        assert_eq!(PullPolicy::from_spec(Some("Never"), "busybox"), PullPolicy::Never);
+    }
+}

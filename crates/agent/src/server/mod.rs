@@ -1,8 +1,12 @@
-//! The kubelet-style HTTPS server that the API server proxies `kubectl logs` to.
+//! The kubelet-style HTTPS server that the API server proxies `kubectl logs` and
+//! `kubectl exec` to.
 //!
 //! Every client must present a certificate that chains to the cluster CA. Routes:
-//! `GET /healthz` and `GET /containerLogs/{namespace}/{pod}/{container}`.
+//! `GET /healthz`, `GET /containerLogs/{namespace}/{pod}/{container}` and, with a runtime,
+//! `GET /exec/{namespace}/{pod}/{container}` (WebSocket).
 
+pub mod channel;
+pub mod exec;
 pub mod logs;
 
 use std::collections::HashMap;
@@ -11,7 +15,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -22,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::directory::PodDirectory;
+use crate::runtime::Runtime;
 use logs::{LogSelection, LogSource, stream_log};
 
 /// Failure to start the server.
@@ -41,7 +46,21 @@ pub enum ServerError {
 pub struct KubeletServer {
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
+    directory: PodDirectory,
     router: Router,
+}
+
+/// What the routes read: the pod directory and, for exec, the runtime.
+#[derive(Clone)]
+pub struct ServerState {
+    pub directory: PodDirectory,
+    pub runtime: Option<Arc<dyn Runtime>>,
+}
+
+impl FromRef<ServerState> for PodDirectory {
+    fn from_ref(state: &ServerState) -> Self {
+        state.directory.clone()
+    }
 }
 
 impl KubeletServer {
@@ -60,8 +79,15 @@ impl KubeletServer {
         Ok(Self {
             listener,
             acceptor,
-            router: router(directory),
+            router: router(directory.clone()),
+            directory,
         })
+    }
+
+    /// Serves `/exec` through `runtime`; without it exec answers 501.
+    pub fn with_runtime(mut self, runtime: Arc<dyn Runtime>) -> Self {
+        self.router = router_with_runtime(self.directory.clone(), Some(runtime));
+        self
     }
 
     /// Returns the bound address, with the real port when `bind` requested port 0.
@@ -98,15 +124,21 @@ impl KubeletServer {
     }
 }
 
-/// Builds the routes over the pod directory.
+/// Builds the routes over the pod directory, without exec.
 pub fn router(directory: PodDirectory) -> Router {
+    router_with_runtime(directory, None)
+}
+
+/// Builds the routes over the pod directory, with exec when `runtime` is given.
+pub fn router_with_runtime(directory: PodDirectory, runtime: Option<Arc<dyn Runtime>>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
-        .with_state(directory)
+        .route("/exec/{namespace}/{pod}/{container}", get(exec::exec).post(exec::exec))
+        .with_state(ServerState { directory, runtime })
 }
 
 fn plain(status: StatusCode, message: String) -> Response {

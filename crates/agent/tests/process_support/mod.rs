@@ -78,6 +78,7 @@ impl Fixture {
             host_network: false,
             log_directory: self.log_dir.join(name),
             labels: BTreeMap::from([("app".to_string(), name.to_string())]),
+            runtime_handler: String::new(),
         }
     }
 

@@ -44,12 +44,34 @@ impl Enter {
     /// Puts the calling process in a new process group, its cgroups and its network
     /// namespace. Meant for `pre_exec`: it neither allocates nor takes locks.
     pub fn apply(&self) -> io::Result<()> {
-        // SAFETY: setpgid, getpid, write and setns are async-signal-safe system calls on
-        // file descriptors this struct owns; no memory is allocated.
+        // SAFETY: setpgid takes plain integers and is async-signal-safe.
+        if unsafe { libc::setpgid(0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.join()
+    }
+
+    /// Like [`Enter::apply`], but starts a new session and makes the terminal on standard
+    /// input its controlling terminal, so that the shell gets job control and `SIGHUP`.
+    pub fn apply_with_terminal(&self) -> io::Result<()> {
+        // SAFETY: setsid and ioctl(TIOCSCTTY) are async-signal-safe; fd 0 is the terminal
+        // that `pre_exec` callers install before this runs.
         unsafe {
-            if libc::setpgid(0, 0) != 0 {
+            if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
+            if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        self.join()
+    }
+
+    /// Writes the calling process into the cgroups and enters the network namespace.
+    fn join(&self) -> io::Result<()> {
+        // SAFETY: getpid, write and setns are async-signal-safe system calls on file
+        // descriptors this struct owns; no memory is allocated.
+        unsafe {
             let mut digits = [0u8; 20];
             let len = format_decimal(libc::getpid() as u32, &mut digits);
             for file in &self.cgroup_procs {

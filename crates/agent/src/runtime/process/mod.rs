@@ -7,7 +7,8 @@
 //! Only the image `host` runs here; it means "run this command from the host's file system".
 //!
 //! NOTE: containers share the host's file system, mount, PID, UTS and user namespaces:
-//! volume mounts, `hostname`, `stdin` and `tty` are recorded but not applied.
+//! volume mounts, `hostname`, `stdin` and `tty` are recorded but not applied to the
+//! container itself (`kubectl exec -it` does get a terminal).
 
 mod cgroups;
 mod container;
@@ -15,6 +16,7 @@ mod container_stop;
 mod crilog;
 mod enter;
 mod exec;
+mod exec_stream;
 mod ipam;
 mod netns;
 mod sandbox;
@@ -25,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::runtime::{
-    ContainerConfig, ContainerStats, ContainerStatus, ExecOutput, Runtime, RuntimeError,
-    SandboxConfig, SandboxStatus,
+    ContainerConfig, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, ExecSession,
+    Runtime, RuntimeError, SandboxConfig, SandboxStatus,
 };
 
 pub use shim::shim_main;
@@ -246,6 +248,10 @@ impl Runtime for ProcessRuntime {
 
     async fn container_stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
         self.container_stats_impl(id)
+    }
+
+    async fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
+        self.exec_impl(id, request).await
     }
 }
 

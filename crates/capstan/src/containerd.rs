@@ -1,0 +1,274 @@
+//! A containerd that `capstan up --runtime cri` starts and supervises itself.
+//!
+//! Everything lives under `<data-dir>/containerd/`: the generated `config.toml`, the root
+//! and state directories, the sockets, the CNI configuration directory the agent writes
+//! its conflist into, and `containerd.log`. Stopping sends SIGTERM to containerd only:
+//! the per-pod shims are separate processes, so pods keep running and the next `up`
+//! adopts them, as with the process runtime.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// Where the CNI plugins of Debian's containernetworking-plugins live.
+pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
+/// The sandbox image; `scripts/build-images` builds it as `pause.tar`.
+pub const SANDBOX_IMAGE: &str = "registry.local/pause:local";
+/// How long containerd may take to open its socket (about 1 s is usual).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerdError {
+    #[error("failed to prepare {path}: {source}")]
+    Files {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to start {program} (is containerd installed? see scripts/install-deps): {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("containerd exited with {status} before opening {socket}; see {log}")]
+    Exited { status: String, socket: PathBuf, log: PathBuf },
+    #[error("containerd did not open {socket} within {seconds}s; see {log}")]
+    Timeout { socket: PathBuf, seconds: u64, log: PathBuf },
+}
+
+/// The paths of a private containerd under one directory.
+#[derive(Clone, Debug)]
+pub struct ContainerdPaths {
+    pub dir: PathBuf,
+}
+
+impl ContainerdPaths {
+    pub fn new(data_dir: &Path) -> Self {
+        ContainerdPaths { dir: data_dir.join("containerd") }
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.dir.join("cni").join("net.d")
+    }
+    pub fn cni_ipam_dir(&self) -> PathBuf {
+        self.dir.join("cni").join("ipam")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("containerd.log")
+    }
+}
+
+/// containerd's configuration. TOML does not expand variables, so every path is absolute.
+pub fn config_toml(paths: &ContainerdPaths) -> String {
+    let dir = paths.dir.display();
+    let conf_dir = paths.cni_conf_dir();
+    format!(
+        r#"version = 2
+root = "{dir}/root"
+state = "{dir}/state"
+[grpc]
+  address = "{dir}/containerd.sock"
+[ttrpc]
+  address = "{dir}/containerd.sock.ttrpc"
+[debug]
+  address = "{dir}/debug.sock"
+  level = "info"
+[metrics]
+  address = ""
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "{SANDBOX_IMAGE}"
+    enable_selinux = false
+    # root lacks CAP_SYS_RESOURCE on some hosts; without this every sandbox fails
+    restrict_oom_score_adj = true
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      snapshotter = "overlayfs"
+      default_runtime_name = "runc"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+          SystemdCgroup = false
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "{CNI_BIN_DIR}"
+      conf_dir = "{conf_dir}"
+"#,
+        conf_dir = conf_dir.display(),
+    )
+}
+
+/// A running containerd child process.
+pub struct Containerd {
+    child: Child,
+    pub paths: ContainerdPaths,
+}
+
+impl Containerd {
+    /// Writes the configuration, starts containerd and waits until its socket accepts
+    /// connections.
+    pub async fn start(data_dir: &Path) -> Result<Containerd, ContainerdError> {
+        let paths = ContainerdPaths::new(data_dir);
+        let files = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ContainerdError::Files { path, source }
+        };
+        std::fs::create_dir_all(paths.cni_conf_dir()).map_err(files(&paths.cni_conf_dir()))?;
+        std::fs::write(paths.config(), config_toml(&paths)).map_err(files(&paths.config()))?;
+        // a socket left by a containerd that was killed would make the wait below succeed early
+        let _ = std::fs::remove_file(paths.socket());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(paths.log())
+            .map_err(files(&paths.log()))?;
+        let log_err = log.try_clone().map_err(files(&paths.log()))?;
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(paths.config())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| ContainerdError::Spawn { program: "containerd".into(), source })?;
+        let mut containerd = Containerd { child, paths };
+        containerd.wait_ready().await?;
+        tracing::info!(
+            socket = %containerd.paths.socket().display(),
+            pid = containerd.child.id().unwrap_or_default(),
+            "containerd is serving"
+        );
+        Ok(containerd)
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), ContainerdError> {
+        let socket = self.paths.socket();
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            if tokio::net::UnixStream::connect(&socket).await.is_ok() {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(ContainerdError::Exited {
+                    status: status.to_string(),
+                    socket,
+                    log: self.paths.log(),
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ContainerdError::Timeout {
+                    socket,
+                    seconds: START_TIMEOUT.as_secs(),
+                    log: self.paths.log(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits up to 10 s, then kills. Containers keep running in
+    /// their shims.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
+            Ok(_) => tracing::info!("containerd stopped"),
+            Err(_) => {
+                tracing::warn!("containerd did not stop within 10 s; killing it");
+                let _ = self.child.kill().await;
+            }
+        }
+    }
+}
+
+/// Imports a docker or OCI archive into containerd's `k8s.io` namespace, where CRI finds
+/// it. This runs containerd's own `ctr` client.
+pub async fn import_image(socket: &Path, archive: &Path) -> Result<String, ImportError> {
+    let output = Command::new("ctr")
+        .arg("--address")
+        .arg(socket)
+        .args(["-n", "k8s.io", "images", "import"])
+        .arg(archive)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|source| ImportError::Spawn { source })?;
+    if !output.status.success() {
+        return Err(ImportError::Failed {
+            archive: archive.to_path_buf(),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("failed to run ctr (is containerd installed? see scripts/install-deps): {source}")]
+    Spawn {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("importing {archive} failed: {message}")]
+    Failed { archive: PathBuf, message: String },
+}
+
+/// Imports every `*.tar` in `dir`, in name order. Failures are logged and skipped.
+pub async fn import_directory(socket: &Path, dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut archives: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "tar"))
+        .collect();
+    archives.sort();
+    let mut imported = 0;
+    for archive in archives {
+        match import_image(socket, &archive).await {
+            Ok(_) => {
+                imported += 1;
+                tracing::info!(archive = %archive.display(), "imported image archive");
+            }
+            Err(error) => tracing::warn!(archive = %archive.display(), %error, "image import failed"),
+        }
+    }
+    imported
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_uses_absolute_private_paths() {
+        let paths = ContainerdPaths::new(Path::new("/srv/capstan"));
+        let toml = config_toml(&paths);
+        assert!(toml.contains(r#"address = "/srv/capstan/containerd/containerd.sock""#));
+        assert!(toml.contains(r#"root = "/srv/capstan/containerd/root""#));
+        assert!(toml.contains("restrict_oom_score_adj = true"));
+        assert!(toml.contains(r#"sandbox_image = "registry.local/pause:local""#));
+        assert!(toml.contains(r#"conf_dir = "/srv/capstan/containerd/cni/net.d""#));
+        assert!(toml.contains(r#"bin_dir = "/usr/lib/cni""#));
+    }
+
+    #[tokio::test]
+    async fn importing_a_missing_archive_names_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("nothing.tar");
+        match import_image(&dir.path().join("no.sock"), &missing).await {
+            Err(ImportError::Failed { archive, .. }) => assert_eq!(archive, missing),
+            Err(ImportError::Spawn { .. }) => eprintln!("skipped: ctr is not installed"),
+            Ok(output) => panic!("import of a missing archive succeeded: {output}"),
+        }
+    }
+}
