@@ -118,3 +118,30 @@ spec:
         sets.trim().is_empty() && cluster.pods("app=ticker").is_empty()
     });
 }
+
+/// Deleting a Deployment and applying the same manifest again gives a ReplicaSet of the
+/// same name (same template hash); it must create its pods like the first one did.
+#[test]
+fn deployment_applied_again_after_delete_gets_its_pods() {
+    let mut cluster = Cluster::start(ClusterOptions::default());
+    cluster.apply(WEB);
+    let first = ready_pods(&cluster, 3);
+    let first_names: Vec<String> =
+        first.iter().filter_map(|pod| pod["metadata"]["name"].as_str().map(str::to_string)).collect();
+
+    cluster.kubectl(&["delete", "deploy", "web"]);
+    cluster.apply(WEB);
+    cluster.kubectl(&["wait", "--for=condition=Available", "deploy/web", "--timeout=60s"]);
+    cluster.wait_until("three new ready web pods", Duration::from_secs(60), || {
+        let pods = cluster.pods("app=web");
+        let fresh: Vec<_> = pods
+            .iter()
+            .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
+            .filter(|pod| !first_names.iter().any(|name| pod["metadata"]["name"] == name.as_str()))
+            .collect();
+        fresh.len() == 3 && fresh.iter().all(|pod| pod_ready(pod))
+    });
+    let ready = cluster.kubectl(&["get", "rs", "-l", "app=web", "-o", "jsonpath={.items[*].status.readyReplicas}"]);
+    assert_eq!(ready.trim(), "3", "the re-created ReplicaSet reports {ready:?} ready replicas");
+    cluster.stop();
+}

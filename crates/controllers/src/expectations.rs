@@ -24,7 +24,8 @@ struct Record {
     since: Instant,
 }
 
-/// Pending creations and deletions per controller key (`namespace/name`).
+/// Pending creations and deletions per controller key (the controlling object's uid, so
+/// that an object deleted and created again under the same name starts afresh).
 #[derive(Debug, Default)]
 pub struct Expectations {
     records: Mutex<HashMap<String, Record>>,
@@ -71,6 +72,26 @@ impl Expectations {
         false
     }
 
+    /// Names of pods created for `key` at least `age` ago that the cache has not shown.
+    /// A pod created and deleted again between two reconciles never shows in the cache,
+    /// so the caller asks the API about these and calls [`Expectations::observe_gone`]
+    /// for those it no longer finds.
+    pub fn unseen_creations(&self, key: &str, age: Duration) -> Vec<String> {
+        let records = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match records.get(key) {
+            Some(record) if record.since.elapsed() >= age => record.creations.iter().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Drops the creation record of pod `name`, which the API no longer has.
+    pub fn observe_gone(&self, key: &str, name: &str) {
+        let mut records = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(record) = records.get_mut(key) {
+            record.creations.remove(name);
+        }
+    }
+
     /// Forgets everything recorded for `key`, for example when its object is deleted.
     pub fn forget(&self, key: &str) {
         self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
@@ -100,6 +121,16 @@ mod tests {
         assert!(!expectations.satisfied("ns/web", |_| false, |_| false));
         assert!(!expectations.satisfied("ns/web", |name| name == "web-abcde", |_| false));
         assert!(expectations.satisfied("ns/web", |_| false, |uid| uid == "uid-1"));
+    }
+
+    #[test]
+    fn unseen_creations_wait_for_their_age() {
+        let expectations = Expectations::default();
+        expectations.expect_creation("uid-rs", "web-abcde".into());
+        assert_eq!(expectations.unseen_creations("uid-rs", Duration::from_secs(60)), Vec::<String>::new());
+        assert_eq!(expectations.unseen_creations("uid-rs", Duration::ZERO), vec!["web-abcde".to_string()]);
+        expectations.observe_gone("uid-rs", "web-abcde");
+        assert!(expectations.satisfied("uid-rs", |_| false, |_| false));
     }
 
     #[test]

@@ -45,8 +45,8 @@ pub struct PodNetwork {
     bridge: String,
     cidr: Ipv4Cidr,
     ipam: Ipam,
-    /// Serializes set-up, so two sandboxes do not both try to create the bridge.
-    lock: Mutex<()>,
+    /// Serializes bridge set-up and address leases; holds whether the bridge is set up.
+    lock: Mutex<bool>,
 }
 
 /// Returns the path of a named network namespace.
@@ -61,20 +61,24 @@ impl PodNetwork {
             bridge,
             cidr,
             ipam,
-            lock: Mutex::new(()),
+            lock: Mutex::new(false),
         }
     }
 
     /// Creates the namespace, the veth pair and the addresses for sandbox `id`. On failure
     /// whatever was made is removed again.
     pub async fn attach(&self, id: &str) -> Result<Attachment, NetworkError> {
-        let _guard = self.lock.lock().await;
-        self.ensure_bridge().await?;
         let short = &id[..id.len().min(12)];
-        let attachment = Attachment {
-            netns: format!("cst-{short}"),
-            veth: format!("cst{short}"),
-            ip: self.ipam.allocate(id)?,
+        let attachment = {
+            // the bridge and the address lease need the lock; the pod's own links do not,
+            // so many sandboxes can be wired up at once
+            let mut bridge_ready = self.lock.lock().await;
+            self.ensure_bridge(&mut bridge_ready).await?;
+            Attachment {
+                netns: format!("cst-{short}"),
+                veth: format!("cst{short}"),
+                ip: self.ipam.allocate(id)?,
+            }
         };
         if let Err(err) = self.configure(&attachment).await {
             self.detach(
@@ -89,20 +93,32 @@ impl PodNetwork {
         Ok(attachment)
     }
 
+    /// Two `ip -batch` runs: the host side (namespace, veth pair, bridge port), then the
+    /// pod side (loopback, address, default route).
     async fn configure(&self, attachment: &Attachment) -> Result<(), NetworkError> {
         let Attachment { netns, veth, ip } = attachment;
-        let address = format!("{ip}/{}", self.cidr.prefix);
-        let gateway = self.cidr.gateway().to_string();
-        run_ip(&["netns", "add", netns]).await?;
-        run_ip(&[
-            "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns,
-        ])
+        let bridge = &self.bridge;
+        let gateway = self.cidr.gateway();
+        let prefix = self.cidr.prefix;
+        run_ip_batch(
+            None,
+            &[
+                format!("netns add {netns}"),
+                format!("link add {veth} type veth peer name eth0 netns {netns}"),
+                format!("link set {veth} master {bridge} up"),
+            ],
+        )
         .await?;
-        run_ip(&["link", "set", veth, "master", &self.bridge, "up"]).await?;
-        run_ip(&["-n", netns, "link", "set", "lo", "up"]).await?;
-        run_ip(&["-n", netns, "addr", "add", &address, "dev", "eth0"]).await?;
-        run_ip(&["-n", netns, "link", "set", "eth0", "up"]).await?;
-        run_ip(&["-n", netns, "route", "add", "default", "via", &gateway]).await
+        run_ip_batch(
+            Some(netns),
+            &[
+                "link set lo up".to_string(),
+                format!("addr add {ip}/{prefix} dev eth0"),
+                "link set eth0 up".to_string(),
+                format!("route add default via {gateway}"),
+            ],
+        )
+        .await
     }
 
     /// Removes a pod's namespace, veth pair and IP lease. Parts already gone are skipped,
@@ -135,10 +151,15 @@ impl PodNetwork {
     }
 
     /// Creates the bridge with the gateway address unless it exists, and lets traffic
-    /// between its ports pass the host's FORWARD chain.
-    async fn ensure_bridge(&self) -> Result<(), NetworkError> {
+    /// between its ports pass the host's FORWARD chain. `ready` records that this was done
+    /// for the bridge as it exists now, so later sandboxes only check that it still exists.
+    async fn ensure_bridge(&self, ready: &mut bool) -> Result<(), NetworkError> {
         let bridge = self.bridge.as_str();
-        if !Path::new("/sys/class/net").join(bridge).exists() {
+        let exists = Path::new("/sys/class/net").join(bridge).exists();
+        if exists && *ready {
+            return Ok(());
+        }
+        if !exists {
             run_ip(&["link", "add", "name", bridge, "type", "bridge"]).await?;
             tracing::info!(bridge, cidr = %self.cidr, "created pod bridge");
         }
@@ -146,6 +167,7 @@ impl PodNetwork {
         run_ip(&["addr", "replace", &gateway, "dev", bridge]).await?;
         run_ip(&["link", "set", bridge, "up"]).await?;
         allow_bridge_forwarding(bridge).await;
+        *ready = true;
         Ok(())
     }
 }
@@ -178,6 +200,37 @@ async fn allow_bridge_forwarding(bridge: &str) {
             tracing::warn!(bridge, error = %err, "iptables not found; pods may not reach each other")
         }
     }
+}
+
+/// Runs `lines` as one `ip -batch` (inside `netns` when given), so a pod's set-up costs
+/// two processes instead of one per command. Fails with the stderr of the first failing
+/// line.
+async fn run_ip_batch(netns: Option<&str>, lines: &[String]) -> Result<(), NetworkError> {
+    use tokio::io::AsyncWriteExt as _;
+
+    let mut args: Vec<&str> = Vec::new();
+    if let Some(netns) = netns {
+        args.extend(["-n", netns]);
+    }
+    args.extend(["-batch", "-"]);
+    let joined = format!("{} <<< {:?}", args.join(" "), lines.join("; "));
+    let spawn_error = |source| NetworkError::Spawn { args: joined.clone(), source };
+    let mut child = Command::new("ip")
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let script = lines.join("\n") + "\n";
+        stdin.write_all(script.as_bytes()).await.map_err(spawn_error)?;
+    }
+    let output = child.wait_with_output().await.map_err(spawn_error)?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(NetworkError::Command { args: joined, stderr: String::from_utf8_lossy(&output.stderr).trim().to_string() })
 }
 
 /// Runs `ip` with `args` and returns its stderr as the error when it fails.
