@@ -164,9 +164,10 @@ fn terminal_and_attach() {
     let cluster = Cluster::start(ClusterOptions::default());
     start_pod(&cluster, TWO_CONTAINERS, "app=two");
 
-    // `script` gives kubectl a terminal, so `-t` requests a pty in the container
+    // `script` gives kubectl a terminal of 40 rows and 100 columns, so `-it` requests a pty
+    // in the container and sends the terminal size on the resize channel
     let kubectl_line = format!(
-        "{} --kubeconfig {} exec -t two -c side -- sh -c 'tty; echo done'",
+        "stty rows 40 cols 100; {} --kubeconfig {} exec -it two -c side -- sh -c 'tty; sleep 1; stty size'",
         capstan_e2e::KUBECTL,
         cluster.kubeconfig.display()
     );
@@ -177,7 +178,7 @@ fn terminal_and_attach() {
         .expect("run script");
     let shown = text(&output.stdout);
     assert!(shown.contains("/dev/pts/"), "output: {shown}\nstderr: {}", text(&output.stderr));
-    assert!(shown.contains("done"), "output: {shown}");
+    assert!(shown.contains("40 100"), "output: {shown}");
 
     // attach shows the container's output as it is written
     let mut attach = cluster
@@ -201,15 +202,19 @@ fn port_forward_reaches_the_pod() {
         .expect("pick a free port")
         .port();
 
+    // kubectl's output goes to a file, because a closed pipe would kill it with SIGPIPE
+    // when it prints its next line
+    let output_path = cluster.data_dir.path().join("port-forward.out");
+    let output_file = std::fs::File::create(&output_path).expect("create the port-forward output file");
     let mapping = format!("{local_port}:8080");
     let mut forward = cluster
         .kubectl_command(&["port-forward", "pod/web", &mapping])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(output_file)
+        .stderr(Stdio::null())
         .spawn()
         .expect("start kubectl port-forward");
-    let lines = read_until(&mut forward, Duration::from_secs(20), |line| line.contains("Forwarding from"));
-    assert!(lines.iter().any(|line| line.contains("Forwarding from")), "port-forward printed: {lines:?}");
+    let listening = || std::fs::read_to_string(&output_path).unwrap_or_default().contains("Forwarding from 127.0.0.1");
+    cluster.wait_until("kubectl port-forward listening", Duration::from_secs(20), listening);
 
     // two requests in a row, so the second uses a new stream pair on the same session
     for attempt in 0..2 {
