@@ -164,11 +164,11 @@ mod tests {
         );
         directory.publish("ns1", "web", PodLogs { uid: "u1".into(), containers });
 
-        let missing_pod = running_log(&directory, "ns1", "other", "done").expect_err("no pod");
+        let missing_pod = running_log(&directory, "ns1", "other", "done").err().expect("no pod");
         assert_eq!(missing_pod.status(), StatusCode::NOT_FOUND);
-        let missing_container = running_log(&directory, "ns1", "web", "nope").expect_err("no container");
+        let missing_container = running_log(&directory, "ns1", "web", "nope").err().expect("no container");
         assert_eq!(missing_container.status(), StatusCode::NOT_FOUND);
-        let stopped = running_log(&directory, "ns1", "web", "done").expect_err("stopped");
+        let stopped = running_log(&directory, "ns1", "web", "done").err().expect("stopped");
         assert_eq!(stopped.status(), StatusCode::BAD_REQUEST);
     }
 }
