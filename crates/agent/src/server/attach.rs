@@ -22,19 +22,22 @@ use super::exec::{accept_upgrade, normal_close};
 use super::{ServerState, channel, plain};
 use crate::directory::PodDirectory;
 
-/// The streams a client attaches to.
+/// The streams a client attaches to, as exec and attach requests name them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AttachRequest {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
+    /// The client's terminal is in raw mode. Attach ignores it because output comes from the
+    /// log file either way.
+    pub tty: bool,
 }
 
-/// Parses the `stdin`, `stdout` and `stderr` query parameters. Errors are messages for a
-/// 400 response.
+/// Parses the `stdin`, `stdout`, `stderr` and `tty` query parameters. Errors are messages
+/// for a 400 response.
 pub fn parse_request(query: &[(String, String)]) -> Result<AttachRequest, String> {
     let flag = |name: &str| query.iter().any(|(key, value)| key == name && (value == "true" || value == "1"));
-    let request = AttachRequest { stdin: flag("stdin"), stdout: flag("stdout"), stderr: flag("stderr") };
+    let request = AttachRequest { stdin: flag("stdin"), stdout: flag("stdout"), stderr: flag("stderr"), tty: flag("tty") };
     if !(request.stdin || request.stdout || request.stderr) {
         return Err("you must specify at least one of stdin, stdout, stderr".to_string());
     }
@@ -151,7 +154,7 @@ mod tests {
         let error = parse_request(&query(&[("container", "app")])).expect_err("no stream");
         assert!(error.contains("stdin, stdout, stderr"), "{error}");
         let request = parse_request(&query(&[("stdout", "true"), ("stderr", "1")])).expect("valid");
-        assert_eq!(request, AttachRequest { stdin: false, stdout: true, stderr: true });
+        assert_eq!(request, AttachRequest { stdin: false, stdout: true, stderr: true, tty: false });
     }
 
     #[test]

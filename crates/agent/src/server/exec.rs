@@ -24,29 +24,22 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 /// Parses the `command`, `stdin`, `stdout`, `stderr` and `tty` query parameters.
 /// Errors are messages for a 400 response.
 pub fn parse_request(query: &[(String, String)]) -> Result<ExecRequest, String> {
-    let flag = |name: &str| {
-        query
-            .iter()
-            .any(|(key, value)| key == name && (value == "true" || value == "1"))
-    };
-    let request = ExecRequest {
-        command: query
-            .iter()
-            .filter(|(key, _)| key == "command")
-            .map(|(_, value)| value.clone())
-            .collect(),
-        stdin: flag("stdin"),
-        stdout: flag("stdout"),
-        stderr: flag("stderr"),
-        tty: flag("tty"),
-    };
-    if request.command.is_empty() {
+    let command: Vec<String> = query
+        .iter()
+        .filter(|(key, _)| key == "command")
+        .map(|(_, value)| value.clone())
+        .collect();
+    if command.is_empty() {
         return Err("you must specify at least one command for the container".to_string());
     }
-    if !(request.stdin || request.stdout || request.stderr) {
-        return Err("you must specify at least one of stdin, stdout, stderr".to_string());
-    }
-    Ok(request)
+    let streams = super::attach::parse_request(query)?;
+    Ok(ExecRequest {
+        command,
+        stdin: streams.stdin,
+        stdout: streams.stdout,
+        stderr: streams.stderr,
+        tty: streams.tty,
+    })
 }
 
 pub async fn exec(
