@@ -82,10 +82,15 @@ impl Server {
         let tls = Arc::new(capstan_pki::server_config(&config.serving, &config.ca_pem, false)?);
         let kubelet_tls = capstan_pki::client_config(&config.kubelet_client, &config.ca_pem)?;
         let kubelet_http = reqwest::Client::builder()
-            .use_preconfigured_tls(kubelet_tls)
+            .use_preconfigured_tls(kubelet_tls.clone())
             .build()
             .map_err(ServerError::KubeletClient)?;
-        let state = Arc::new(routes::AppState { store: config.store, kubelet_http, services: config.services });
+        let state = Arc::new(routes::AppState {
+            store: config.store,
+            kubelet_http,
+            kubelet_tls: Arc::new(kubelet_tls),
+            services: config.services,
+        });
         bootstrap::create_builtin_objects(&state).await?;
 
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -24,6 +24,9 @@ pub struct AppState {
     /// HTTPS client for calls to node agents (pod logs), with the kubelet client
     /// certificate and the cluster CA as the only root.
     pub kubelet_http: reqwest::Client,
+    /// TLS settings for the same calls made without reqwest: the proxied upgrades of
+    /// `exec`, `attach` and `portforward`.
+    pub kubelet_tls: Arc<rustls::ClientConfig>,
     pub services: crate::services::ServiceNetwork,
 }
 
@@ -41,10 +44,16 @@ pub struct Target {
 /// One parsed API request.
 pub struct ApiRequest {
     pub target: Target,
+    pub method: Method,
     pub query: HashMap<String, String>,
+    /// The query string as sent, which keeps repeated keys such as exec's `command`.
+    pub raw_query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub user: Option<ClientIdentity>,
+    /// The connection's upgrade, for requests that switch protocols (`exec`, `attach`,
+    /// `portforward`).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl ApiRequest {
@@ -154,7 +163,7 @@ pub fn parse_path(path: &str) -> Option<Target> {
 
 /// The fallback handler: every path that no fixed route matched.
 pub async fn dispatch(State(state): State<Shared>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let Some(target) = parse_path(parts.uri.path()) else {
         return ApiError::PathNotFound.into_response();
     };
@@ -167,10 +176,13 @@ pub async fn dispatch(State(state): State<Shared>, request: Request) -> Response
     };
     let request = ApiRequest {
         target,
+        method: parts.method.clone(),
         query: parse_query(&parts.uri),
+        raw_query: parts.uri.query().map(str::to_string),
         headers: parts.headers,
         body,
         user: parts.extensions.get::<Option<ClientIdentity>>().cloned().flatten(),
+        upgrade: parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
     };
     let span = tracing::debug_span!(
         "request",
@@ -202,6 +214,9 @@ async fn route(state: &Shared, method: &Method, request: ApiRequest) -> Result<R
     let sub = target.subresource.as_deref();
     let watching = request.flag("watch");
     let verb = match (method.as_str(), target.name.is_some(), sub) {
+        // connecting to a pod is `create` on the subresource whatever the method, so that
+        // a WebSocket GET needs the same permission as a SPDY POST
+        ("GET" | "POST", true, Some(sub)) if subresources::stream::is_connect(sub) => Verb::Create,
         ("GET", false, _) if watching => Verb::Watch,
         ("GET", false, _) => Verb::List,
         ("GET", true, _) => Verb::Get,
@@ -221,6 +236,9 @@ async fn route(state: &Shared, method: &Method, request: ApiRequest) -> Result<R
         (Verb::Get, Some("log")) => subresources::log::serve(state, request).await,
         (Verb::Get | Verb::Update | Verb::Patch, Some("scale")) => {
             Ok(subresources::scale::handle(state, verb, &request).await?.into_response())
+        }
+        (Verb::Create, Some(sub)) if subresources::stream::is_connect(sub) => {
+            subresources::stream::serve(state, request).await
         }
         (Verb::Create, None) => Ok(create::create(state, &request).await?.into_response()),
         (Verb::Create, Some("binding")) => {

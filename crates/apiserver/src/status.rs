@@ -27,6 +27,10 @@ pub enum ApiError {
     NotFound { resource: String, group: String, plural: String, name: String },
     #[error("the server could not find the requested resource")]
     PathNotFound,
+    /// A 404 whose message comes from elsewhere, such as a node agent that does not run
+    /// the requested container.
+    #[error("{message}")]
+    NotFoundMessage { message: String },
     #[error("{resource} \"{name}\" already exists")]
     AlreadyExists { resource: String, group: String, plural: String, name: String },
     #[error(
@@ -128,7 +132,9 @@ impl ApiError {
     /// Returns the HTTP status code and the `reason` of the Status.
     pub fn code_and_reason(&self) -> (u16, &'static str) {
         match self {
-            ApiError::NotFound { .. } | ApiError::PathNotFound => (404, "NotFound"),
+            ApiError::NotFound { .. } | ApiError::PathNotFound | ApiError::NotFoundMessage { .. } => {
+                (404, "NotFound")
+            }
             ApiError::AlreadyExists { .. } => (409, "AlreadyExists"),
             ApiError::Modified { .. } | ApiError::Conflict { .. } => (409, "Conflict"),
             ApiError::Invalid { .. } => (422, "Invalid"),

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{
-    ContainerConfig, ContainerStats, ContainerStatus, ExecOutput, Runtime, RuntimeError,
-    SandboxConfig, SandboxStatus,
+    ContainerConfig, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, ExecSession, Runtime,
+    RuntimeError, SandboxConfig, SandboxStatus,
 };
 
 /// Runtimes by handler, plus the default for pods that name none.
@@ -178,6 +178,10 @@ impl Runtime for RuntimeSet {
 
     async fn container_stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
         by_id!(self, id, |runtime| runtime.container_stats(id))
+    }
+
+    async fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
+        by_id!(self, id, |runtime| runtime.exec(id, request))
     }
 }
 

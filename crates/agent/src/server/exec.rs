@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -24,29 +24,22 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 /// Parses the `command`, `stdin`, `stdout`, `stderr` and `tty` query parameters.
 /// Errors are messages for a 400 response.
 pub fn parse_request(query: &[(String, String)]) -> Result<ExecRequest, String> {
-    let flag = |name: &str| {
-        query
-            .iter()
-            .any(|(key, value)| key == name && (value == "true" || value == "1"))
-    };
-    let request = ExecRequest {
-        command: query
-            .iter()
-            .filter(|(key, _)| key == "command")
-            .map(|(_, value)| value.clone())
-            .collect(),
-        stdin: flag("stdin"),
-        stdout: flag("stdout"),
-        stderr: flag("stderr"),
-        tty: flag("tty"),
-    };
-    if request.command.is_empty() {
+    let command: Vec<String> = query
+        .iter()
+        .filter(|(key, _)| key == "command")
+        .map(|(_, value)| value.clone())
+        .collect();
+    if command.is_empty() {
         return Err("you must specify at least one command for the container".to_string());
     }
-    if !(request.stdin || request.stdout || request.stderr) {
-        return Err("you must specify at least one of stdin, stdout, stderr".to_string());
-    }
-    Ok(request)
+    let streams = super::attach::parse_request(query)?;
+    Ok(ExecRequest {
+        command,
+        stdin: streams.stdin,
+        stdout: streams.stdout,
+        stderr: streams.stderr,
+        tty: streams.tty,
+    })
 }
 
 pub async fn exec(
@@ -66,25 +59,51 @@ pub async fn exec(
         Ok(id) => id,
         Err(response) => return response,
     };
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade.protocols(channel::PROTOCOLS),
-        Err(rejection) => {
-            let message = format!(
-                "exec requires a WebSocket upgrade with the subprotocol {}: {rejection}",
-                channel::PROTOCOL_V5
-            );
-            return plain(StatusCode::BAD_REQUEST, message);
-        }
+    let upgrade = match accept_upgrade(upgrade, "exec") {
+        Ok(upgrade) => upgrade,
+        Err(response) => return response,
     };
-    let Some(protocol) = upgrade.selected_protocol().cloned() else {
-        let message = format!("exec requires one of the WebSocket subprotocols {}", channel::PROTOCOLS.join(", "));
-        return plain(StatusCode::BAD_REQUEST, message);
-    };
+    let protocol = upgrade.selected_protocol().cloned();
     tracing::info!(pod.namespace = %namespace, pod.name = %pod, container = %container, ?protocol, command = ?request.command, tty = request.tty, "exec session starting");
     upgrade.on_upgrade(move |socket| async move {
         run_session(socket, runtime, container_id, request).await;
         tracing::info!(pod.namespace = %namespace, pod.name = %pod, container = %container, "exec session ended");
     })
+}
+
+/// A close frame with status 1000. kubectl treats any other close, including one without
+/// a status, as an error while it reads the final status.
+pub(super) fn normal_close() -> Message {
+    Message::Close(Some(CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "".into() }))
+}
+
+/// Selects the channel subprotocol for `operation` (`exec`, `attach`), or returns the 400
+/// response for a request that is no WebSocket upgrade or offers no known subprotocol.
+///
+/// NOTE: kubectl before 1.30, or with `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`, sends a
+/// SPDY/3.1 upgrade instead, which gets this 400 because the agent speaks no SPDY.
+pub(super) fn accept_upgrade(
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    operation: &str,
+) -> Result<WebSocketUpgrade, Response> {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade.protocols(channel::PROTOCOLS),
+        Err(rejection) => {
+            let message = format!(
+                "{operation} requires a WebSocket upgrade with the subprotocol {}: {rejection}",
+                channel::PROTOCOL_V5
+            );
+            return Err(plain(StatusCode::BAD_REQUEST, message));
+        }
+    };
+    if upgrade.selected_protocol().is_none() {
+        let message = format!(
+            "{operation} requires one of the WebSocket subprotocols {}",
+            channel::PROTOCOLS.join(", ")
+        );
+        return Err(plain(StatusCode::BAD_REQUEST, message));
+    }
+    Ok(upgrade)
 }
 
 /// Finds the runtime's id of the running container, or the response that explains why
@@ -133,7 +152,7 @@ async fn run_session(socket: WebSocket, runtime: Arc<dyn Runtime>, container_id:
             let status = channel::failure_status(&format!("failed to exec in container: {error}"));
             let frame = channel::encode(channel::STATUS, status.to_string().as_bytes());
             let _ = sink.send(Message::Binary(frame.into())).await;
-            let _ = sink.close().await;
+            let _ = sink.send(normal_close()).await;
             return;
         }
     };
@@ -147,7 +166,7 @@ async fn run_session(socket: WebSocket, runtime: Arc<dyn Runtime>, container_id:
                 break;
             }
         }
-        let _ = sink.close().await;
+        let _ = sink.send(normal_close()).await;
     });
     let mut pumps = Vec::new();
     for (channel_id, stream) in [(channel::STDOUT, stdout), (channel::STDERR, stderr)] {

@@ -172,7 +172,33 @@ pub async fn stream_log(
         return;
     }
 
-    // follow: poll for appended records until the container stops
+    // follow: take lines from the follower until the budget is spent or the client leaves
+    let (lines, mut followed) = mpsc::channel(64);
+    let consume = async move {
+        while let Some(line) = followed.recv().await {
+            if !selection.admits(&line) {
+                continue;
+            }
+            let Some(chunk) = budget.take(line.render(selection.timestamps)) else {
+                return;
+            };
+            if sink.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::join!(follow_lines(&source, offset, lines), consume);
+}
+
+/// Returns the file's length, the offset from which [`follow_lines`] sends only new lines.
+pub async fn end_offset(path: &Path) -> u64 {
+    tokio::fs::metadata(path).await.map(|m| m.len()).unwrap_or(0)
+}
+
+/// Sends each complete line written to the file after `offset`, polling for appended
+/// records, until the container stops and the file holds nothing more or the receiver
+/// closes. `offset` must be at the start of a record.
+pub async fn follow_lines(source: &LogSource, mut offset: u64, lines: mpsc::Sender<LogLine>) {
     let mut parser = LogParser::default();
     loop {
         let running = source
@@ -185,13 +211,9 @@ pub async fn stream_log(
         let complete_len = appended.rfind('\n').map_or(0, |end| end + 1);
         offset += complete_len as u64;
         for record in appended[..complete_len].lines() {
-            let Some(line) = parser.feed(record).filter(|l| selection.admits(l)) else {
-                continue;
-            };
-            let Some(chunk) = budget.take(line.render(selection.timestamps)) else {
-                return;
-            };
-            if sink.send(Ok(chunk)).await.is_err() {
+            if let Some(line) = parser.feed(record)
+                && lines.send(line).await.is_err()
+            {
                 return;
             }
         }

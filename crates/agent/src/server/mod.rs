@@ -2,12 +2,17 @@
 //! `kubectl exec` to.
 //!
 //! Every client must present a certificate that chains to the cluster CA. Routes:
-//! `GET /healthz`, `GET /containerLogs/{namespace}/{pod}/{container}` and, with a runtime,
-//! `GET /exec/{namespace}/{pod}/{container}` (WebSocket).
+//! `GET /healthz`, `GET /containerLogs/{namespace}/{pod}/{container}`,
+//! `GET /attach/{namespace}/{pod}/{container}` (WebSocket) and, with a runtime,
+//! `GET /exec/{namespace}/{pod}/{container}` (WebSocket) and
+//! `GET|POST /portForward/{namespace}/{pod}` (SPDY/3.1, raw or in a WebSocket).
 
+pub mod attach;
 pub mod channel;
 pub mod exec;
 pub mod logs;
+pub mod portforward;
+mod spdy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -116,7 +121,7 @@ impl KubeletServer {
                     }
                 };
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
+                if let Err(error) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
                     tracing::debug!(%peer, %error, "kubelet server connection ended with an error");
                 }
             });
@@ -138,6 +143,8 @@ pub fn router_with_runtime(directory: PodDirectory, runtime: Option<Arc<dyn Runt
             get(container_logs),
         )
         .route("/exec/{namespace}/{pod}/{container}", get(exec::exec).post(exec::exec))
+        .route("/attach/{namespace}/{pod}/{container}", get(attach::attach).post(attach::attach))
+        .route("/portForward/{namespace}/{pod}", get(portforward::port_forward).post(portforward::port_forward))
         .with_state(ServerState { directory, runtime })
 }
 
