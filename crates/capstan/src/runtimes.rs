@@ -212,3 +212,7 @@ mod tests {
         assert_eq!(args(RuntimeChoice::Cri, None, Some("process")).default_handler(), "process");
     }
 }
+
+#[cfg(test)]
+#[path = "runtimes_cri_tests.rs"]
+mod cri_tests;

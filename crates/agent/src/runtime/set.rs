@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{
-    ContainerConfig, ContainerStats, ContainerStatus, ExecOutput, Runtime, RuntimeError,
+    ContainerConfig, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, ExecSession, Runtime, RuntimeError,
     SandboxConfig, SandboxStatus,
 };
 
@@ -178,6 +178,10 @@ impl Runtime for RuntimeSet {
 
     async fn container_stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
         by_id!(self, id, |runtime| runtime.container_stats(id))
+    }
+
+    async fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
+        by_id!(self, id, |runtime| runtime.exec(id, request))
     }
 }
 
