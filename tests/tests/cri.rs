@@ -40,7 +40,7 @@ fn container_status<'a>(pod: &'a Value, name: &str) -> &'a Value {
 }
 
 #[test]
-fn busybox_pod_gets_config_map_env_and_exit_codes() {
+fn busybox_pod_env_and_exit_codes() {
     let Some(cluster) = cri_cluster() else { return };
     cluster.apply(&format!(
         r#"
@@ -125,7 +125,7 @@ spec:
 }
 
 #[test]
-fn httpd_deployment_pods_have_own_ips_and_reach_each_other() {
+fn httpd_pods_own_ips_and_traffic() {
     let Some(cluster) = cri_cluster() else { return };
     cluster.apply(&format!(
         r#"
@@ -270,7 +270,8 @@ fn image_load_rejects_missing_archive() {
         .expect("run capstan image load");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("not found") && stderr.contains("no-such-image.tar"), "stderr: {stderr}");
+    assert!(stderr.contains("not found"), "stderr: {stderr}");
+    assert!(stderr.contains("no-such-image.tar"), "stderr: {stderr}");
 }
 
 #[test]

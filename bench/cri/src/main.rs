@@ -77,7 +77,7 @@ fn main() {
     );
 }
 
-/// The nearest-rank percentile of sorted durations.
+/// Returns the nearest-rank percentile of sorted durations.
 fn percentile(sorted: &[Duration], percent: usize) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;

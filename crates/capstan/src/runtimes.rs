@@ -1,5 +1,5 @@
 //! The node's container runtimes for `capstan up`: the process runtime always, and the
-//! CRI runtime over containerd when `--runtime cri` or `--containerd-socket` asks for it.
+//! CRI runtime over containerd when `--runtime cri` or `--containerd-socket` requests it.
 //!
 //! With `--runtime cri`, `up` starts its own containerd under `<data-dir>/containerd/`,
 //! imports the image archives in `<data-dir>/images/`, writes the CNI bridge network and
@@ -20,7 +20,7 @@ use tracing::info;
 
 use crate::containerd::{self, Containerd, ContainerdPaths};
 
-/// Which runtimes the node offers besides `process`.
+/// The set of runtimes that the node offers besides `process`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RuntimeChoice {
     /// Only the process runtime (host commands, image `host`).

@@ -52,7 +52,7 @@ pub enum VolumeError {
     Env(#[from] EnvError),
 }
 
-/// The directory that holds the pod's volumes.
+/// Returns the directory that contains the pod's volumes.
 pub fn volumes_dir(pod_dir: &Path) -> PathBuf {
     pod_dir.join("volumes")
 }
@@ -288,7 +288,7 @@ pub fn remove_pod_volumes(pod_dir: &Path) {
     }
 }
 
-/// The pod whose volumes these are, for callers that only have the pod.
+/// Returns the pod's data directory, `<data-dir>/pods/<uid>`.
 pub fn pod_dir(data_dir: &Path, pod: &Pod) -> PathBuf {
     data_dir.join("pods").join(pod.metadata.uid.as_deref().unwrap_or_default())
 }

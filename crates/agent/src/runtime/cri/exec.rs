@@ -2,8 +2,8 @@
 //! streaming server.
 //!
 //! CRI `Exec` returns a one-time URL on containerd's streaming server. The agent opens it
-//! as a WebSocket with the `v4.channel.k8s.io` subprotocol: every message starts with a
-//! channel byte (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize), and the error channel
+//! as a WebSocket with the `v4.channel.k8s.io` subprotocol. Every message starts with a
+//! channel byte (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize). The error channel
 //! carries a `metav1.Status` whose `ExitCode` cause is the command's exit code.
 //!
 //! NOTE: the v4 protocol cannot close stdin alone, so a command that reads stdin to its
