@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod cri;
+
 /// The kubectl client the tests use: the real 1.33 client, matching the version capstan
 /// reports, called directly so the dispatcher's version probe does not interfere.
 pub const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
@@ -26,11 +28,14 @@ pub struct ClusterOptions {
     pub example: bool,
     /// First CrashLoopBackOff delay, short so restart tests finish quickly.
     pub restart_backoff: Duration,
+    /// Start `capstan up --runtime cri`: a private containerd with the test images
+    /// from `scripts/build-images`, and `cri` as the default runtime.
+    pub cri: bool,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { example: false, restart_backoff: Duration::from_millis(500) }
+        ClusterOptions { example: false, restart_backoff: Duration::from_millis(500), cri: false }
     }
 }
 
@@ -45,6 +50,8 @@ pub struct Cluster {
     pub bridge: String,
     pub api_port: u16,
     log_path: PathBuf,
+    /// The CRI pod network's bridge, for clusters started with `cri`.
+    pub cri_bridge: Option<String>,
 }
 
 /// Path of the `capstan` binary built next to the test executable.
@@ -106,6 +113,18 @@ impl Cluster {
         if !options.example {
             args.push("--no-example".into());
         }
+        let cri_bridge = options.cri.then(|| format!("cst{slot}c{index}"));
+        if let Some(cri_bridge) = &cri_bridge {
+            cri::prepare_images(&data_dir.path().join("images"));
+            args.extend([
+                "--runtime".to_string(),
+                "cri".into(),
+                "--cri-pod-cidr".into(),
+                format!("10.{}.{}.0/24", 150 + slot, 128 + index),
+                "--cri-bridge".into(),
+                cri_bridge.clone(),
+            ]);
+        }
         let log_path = data_dir.path().join("capstan.log");
         let kubeconfig = data_dir.path().join("kubeconfig");
         let mut cluster = Cluster {
@@ -118,6 +137,7 @@ impl Cluster {
             bridge,
             api_port,
             log_path,
+            cri_bridge,
         };
         cluster.spawn();
         cluster.wait_for_node_ready();
@@ -322,8 +342,14 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if self.cri_bridge.is_some() {
+            cri::remove_workloads(self);
+        }
         self.kill();
         self.clean_up_pods();
+        if let Some(bridge) = &self.cri_bridge {
+            cri::clean_up(self.data_dir.path(), &self.node_name, bridge);
+        }
     }
 }
 
@@ -336,7 +362,8 @@ fn into_result(output: Output) -> Result<String, String> {
     }
 }
 
-fn kill_cgroup_tree(dir: &Path) {
+/// Kills every process in the cgroup `dir` and its children, then removes them.
+pub fn kill_cgroup_tree(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         if entry.path().is_dir() {

@@ -64,6 +64,11 @@ impl ContainerdPaths {
     pub fn log(&self) -> PathBuf {
         self.dir.join("containerd.log")
     }
+    /// The process id of the containerd that `up` started, so a later `up` (or a test's
+    /// clean-up) can find it after `up` was killed.
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("containerd.pid")
+    }
 }
 
 /// containerd's configuration. TOML does not expand variables, so every path is absolute.
@@ -104,14 +109,18 @@ state = "{dir}/state"
     )
 }
 
-/// A running containerd child process.
+/// The containerd process: a child of this `up`, or one that an earlier `up` started and
+/// left running (after a crash or SIGKILL), which is adopted rather than started twice
+/// on the same root.
 pub struct Containerd {
-    child: Child,
+    child: Option<Child>,
+    pid: Option<u32>,
     pub paths: ContainerdPaths,
 }
 
 impl Containerd {
-    /// Writes the configuration, starts containerd and waits until its socket accepts
+    /// Writes the configuration, starts containerd (or adopts the one that an earlier
+    /// `up` left running on the same paths) and waits until its socket accepts
     /// connections.
     pub async fn start(data_dir: &Path) -> Result<Containerd, ContainerdError> {
         let paths = ContainerdPaths::new(data_dir);
@@ -121,6 +130,15 @@ impl Containerd {
         };
         std::fs::create_dir_all(paths.cni_conf_dir()).map_err(files(&paths.cni_conf_dir()))?;
         std::fs::write(paths.config(), config_toml(&paths)).map_err(files(&paths.config()))?;
+
+        // a containerd left running by an earlier `up` keeps its pods; use it
+        if let Some(pid) = running_containerd(&paths)
+            && tokio::net::UnixStream::connect(paths.socket()).await.is_ok()
+        {
+            tracing::info!(pid, socket = %paths.socket().display(), "adopted the running containerd");
+            return Ok(Containerd { child: None, pid: Some(pid), paths });
+        }
+
         // a socket left by a containerd that was killed would make the wait below succeed early
         let _ = std::fs::remove_file(paths.socket());
         let log = std::fs::OpenOptions::new()
@@ -138,11 +156,15 @@ impl Containerd {
             .process_group(0)
             .spawn()
             .map_err(|source| ContainerdError::Spawn { program: "containerd".into(), source })?;
-        let mut containerd = Containerd { child, paths };
+        let pid = child.id();
+        if let Some(pid) = pid {
+            std::fs::write(paths.pid_file(), pid.to_string()).map_err(files(&paths.pid_file()))?;
+        }
+        let mut containerd = Containerd { child: Some(child), pid, paths };
         containerd.wait_ready().await?;
         tracing::info!(
             socket = %containerd.paths.socket().display(),
-            pid = containerd.child.id().unwrap_or_default(),
+            pid = pid.unwrap_or_default(),
             "containerd is serving"
         );
         Ok(containerd)
@@ -155,7 +177,8 @@ impl Containerd {
             if tokio::net::UnixStream::connect(&socket).await.is_ok() {
                 return Ok(());
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            let exited = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten());
+            if let Some(status) = exited {
                 return Err(ContainerdError::Exited {
                     status: status.to_string(),
                     socket,
@@ -173,21 +196,53 @@ impl Containerd {
         }
     }
 
-    /// Sends SIGTERM and waits up to 10 s, then kills. Containers keep running in
-    /// their shims.
-    pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let pid = nix::unistd::Pid::from_raw(pid as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        }
-        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
-            Ok(_) => tracing::info!("containerd stopped"),
-            Err(_) => {
-                tracing::warn!("containerd did not stop within 10 s; killing it");
-                let _ = self.child.kill().await;
-            }
-        }
+    /// The containerd socket.
+    pub fn socket(&self) -> PathBuf {
+        self.paths.socket()
     }
+
+    /// Sends SIGTERM and waits up to 10 s, then kills. Containers keep running in
+    /// their shims, and the next `up` starts a containerd that reconnects to them.
+    pub async fn stop(mut self) {
+        let Some(pid) = self.pid else { return };
+        let target = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
+        let stopped = match self.child.as_mut() {
+            Some(child) => tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_ok(),
+            None => wait_for_exit(pid, Duration::from_secs(10)).await,
+        };
+        if stopped {
+            tracing::info!(pid, "containerd stopped");
+        } else {
+            tracing::warn!(pid, "containerd did not stop within 10 s; killing it");
+            let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_file(self.paths.pid_file());
+    }
+}
+
+/// The pid in the pid file when that process still runs containerd with this
+/// configuration (a recycled pid runs something else).
+fn running_containerd(paths: &ContainerdPaths) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(paths.pid_file()).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let config = paths.config().to_string_lossy().into_owned();
+    let arguments: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+    let runs_config = arguments.iter().any(|argument| *argument == config.as_bytes());
+    let is_containerd = arguments.first().is_some_and(|program| program.ends_with(b"containerd"));
+    (runs_config && is_containerd).then_some(pid)
+}
+
+/// Polls until process `pid` is gone; false when it still runs after `timeout`.
+async fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
 }
 
 /// Imports a docker or OCI archive into containerd's `k8s.io` namespace, where CRI finds

@@ -4,8 +4,11 @@
 //! in this process; `kubeconfig` prints where `up` wrote the administrator's kubeconfig;
 //! `shim` is the per-container supervisor that the process runtime starts.
 
+mod containerd;
+mod image;
 mod kubeconfig;
 mod node;
+mod runtimes;
 mod up;
 
 use std::path::PathBuf;
@@ -22,8 +25,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start a one-node cluster (API server, scheduler, controllers and node agent) on the
-    /// embedded store and the process runtime, and run the example web service.
+    /// embedded store and the process runtime (and containerd with `--runtime cri`), and
+    /// run the example web service.
     Up(up::UpArgs),
+    /// Manage the container images of the node's containerd.
+    Image {
+        #[command(subcommand)]
+        command: image::ImageCommand,
+    },
     /// Print the path of the administrator kubeconfig written by `capstan up`.
     Kubeconfig {
         /// Data directory of the cluster.
@@ -44,6 +53,7 @@ fn main() {
         Command::Shim { args } => capstan_agent::runtime::process::shim_main(args),
         Command::Kubeconfig { data_dir } => print_kubeconfig(&data_dir),
         Command::Up(args) => run_async(up::run(args)),
+        Command::Image { command } => run_async(image::run(command)),
     };
     std::process::exit(code);
 }

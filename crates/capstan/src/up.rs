@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use capstan_agent::runtime::process::{PodNetworkConfig, ProcessRuntime, ProcessRuntimeConfig};
 use capstan_pki::Authority;
 use capstan_store::embedded::{EmbeddedOptions, EmbeddedStore};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::PostParams;
 use tracing::{info, warn};
 
+use crate::runtimes::{self, NodeRuntimes, ProcessSettings, RuntimeArgs};
 use crate::{kubeconfig, node};
 
 /// The example workload that `up` creates unless `--no-example` is given.
@@ -62,6 +62,8 @@ pub struct UpArgs {
     /// Inclusive port range (FIRST-LAST) that Service NodePorts come from.
     #[arg(long, default_value_t = capstan_apiserver::services::NodePortRange::default())]
     node_port_range: capstan_apiserver::services::NodePortRange,
+    #[command(flatten)]
+    runtimes: RuntimeArgs,
 }
 
 /// `/var/lib/capstan` for root, `~/.local/share/capstan` for other users.
@@ -114,17 +116,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let kubeconfig_path = kubeconfig::write_admin(&args.data_dir, &server_url, &authority)?;
     info!(url = %server_url, kubeconfig = %kubeconfig_path.display(), "API server is serving");
 
-    // Control-plane components and the node agent.
+    // The node's runtimes (and containerd for CRI), the control-plane components and
+    // the node agent.
+    let settings = ProcessSettings {
+        data_dir: args.data_dir.clone(),
+        node_name: node_name.clone(),
+        bridge: args.bridge.clone(),
+        pod_cidr: args.pod_cidr.clone(),
+    };
+    let mut node_runtimes = runtimes::build(&args.runtimes, &settings).await?;
+    let containerd = node_runtimes.containerd.take();
+    let admin = kubeconfig::client_for(&server_url, &authority, "admin", "admin", &["system:masters"]).await?;
+    let handlers: Vec<String> = node_runtimes.runtimes.keys().cloned().collect();
+    runtimes::create_runtime_classes(admin.clone(), &handlers).await?;
+    let example_runtime_class =
+        (node_runtimes.default_handler != capstan_agent::runtime::process::HANDLER)
+            .then(|| capstan_agent::runtime::process::HANDLER.to_string());
     let mut tasks = tokio::task::JoinSet::new();
     start_control_plane(&mut tasks, &server_url, &authority).await?;
-    start_agent(&mut tasks, &args, &server_url, &authority, &node_name, node_ip).await?;
+    start_agent(&mut tasks, &args, node_runtimes, &server_url, &authority, &node_name, node_ip).await?;
 
     if !args.no_example {
-        let admin = kubeconfig::client_for(
-            &server_url, &authority, "admin", "admin", &["system:masters"],
-        )
-        .await?;
-        create_example(admin.clone()).await?;
+        create_example(admin.clone(), example_runtime_class).await?;
         print_welcome(&kubeconfig_path, false);
         tokio::spawn(print_example_addresses(admin));
     } else {
@@ -134,6 +147,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     info!("stopping; pods keep running and are adopted by the next `capstan up`");
     tasks.abort_all();
+    if let Some(containerd) = containerd {
+        containerd.stop().await;
+    }
     let _ = stop_server.send(());
     match tokio::time::timeout(Duration::from_secs(10), server_task).await {
         Ok(Ok(Ok(()))) => Ok(()),
@@ -182,6 +198,7 @@ async fn start_control_plane(
 async fn start_agent(
     tasks: &mut tokio::task::JoinSet<()>,
     args: &UpArgs,
+    node_runtimes: NodeRuntimes,
     server_url: &str,
     authority: &Authority,
     node_name: &str,
@@ -196,24 +213,7 @@ async fn start_agent(
         &[node_ip, IpAddr::from([127, 0, 0, 1])],
     )?;
 
-    // Pods get their own network namespace only when the agent can create one.
-    let network = nix::unistd::Uid::effective().is_root().then(|| PodNetworkConfig {
-        bridge: args.bridge.clone(),
-        pod_cidr: args.pod_cidr.clone(),
-    });
-    let shim = vec![
-        std::env::current_exe()?.to_string_lossy().into_owned(),
-        "shim".to_string(),
-    ];
-    let runtime = ProcessRuntime::new(ProcessRuntimeConfig {
-        state_dir: args.data_dir.join("runtime"),
-        shim,
-        network,
-        cgroup_parent: format!("capstan-{node_name}"),
-    })?;
-    let runtime: Arc<dyn capstan_agent::runtime::Runtime> = Arc::new(runtime);
-    let default_handler = runtime.handler().to_string();
-    let runtimes = BTreeMap::from([(default_handler.clone(), runtime)]);
+    let NodeRuntimes { runtimes, default_handler, extra_pod_cidrs, .. } = node_runtimes;
 
     let mut labels = BTreeMap::new();
     labels.insert("node-role.kubernetes.io/control-plane".to_string(), String::new());
@@ -223,7 +223,7 @@ async fn start_agent(
         node_ip,
         data_dir: args.data_dir.join("agent"),
         pod_cidr: Some(args.pod_cidr.clone()),
-        extra_pod_cidrs: Vec::new(),
+        extra_pod_cidrs,
         kubelet_listen: SocketAddr::new(node_ip, args.kubelet_port),
         serving,
         ca_pem: authority.ca_cert_pem().to_string(),
@@ -257,9 +257,14 @@ where
     }
 }
 
-async fn create_example(client: kube::Client) -> anyhow::Result<()> {
-    let deployment: Deployment =
+/// Creates the example Deployment. Its image is `host`, which only the process runtime
+/// runs, so `runtime_class` names that runtime when it is not the node's default.
+async fn create_example(client: kube::Client, runtime_class: Option<String>) -> anyhow::Result<()> {
+    let mut deployment: Deployment =
         serde_norway::from_str(EXAMPLE).context("the bundled example manifest is invalid")?;
+    if let Some(spec) = deployment.spec.as_mut().and_then(|spec| spec.template.spec.as_mut()) {
+        spec.runtime_class_name = runtime_class;
+    }
     let api: kube::Api<Deployment> = kube::Api::namespaced(client, "default");
     match api.create(&PostParams::default(), &deployment).await {
         Ok(_) => info!("created the example Deployment default/web"),

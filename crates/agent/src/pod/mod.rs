@@ -12,4 +12,5 @@ pub mod probe;
 mod start;
 pub mod status;
 mod stop;
+pub mod volumes;
 pub mod worker;

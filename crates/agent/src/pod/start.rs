@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::container::ContainerEvent;
 use super::env::{EnvContext, command_line, resolve_env};
 use super::probe::{ProbeKind, ProbeTracker};
+use super::volumes;
 use super::worker::{CONTAINER_NAME_LABEL, POD_UID_LABEL, PodWorker};
 use crate::runtime::{ContainerConfig, Resources, RuntimeError, SandboxConfig};
 
@@ -93,7 +94,25 @@ impl PodWorker {
                 return;
             }
         };
-        let config = self.container_config(&container, env, attempt);
+        let mut config = self.container_config(&container, env, attempt);
+
+        // volumes
+        match self.container_mounts(&container, sandbox.ip.as_deref()).await {
+            Ok(mounts) => config.mounts = mounts,
+            Err(message) => {
+                let event = ContainerEvent::CreateFailed {
+                    reason: "CreateContainerConfigError".to_string(),
+                    message: message.clone(),
+                    retry_at: Some(now + CONFIG_RETRY),
+                };
+                self.record_mut(is_init, index).apply(event, now);
+                self.context
+                    .api
+                    .record_event(&self.pod, "Warning", "FailedMount", &message)
+                    .await;
+                return;
+            }
+        }
         let log_path = config.log_path.clone();
         let image = config.image.clone();
         if image == "host" {
@@ -235,31 +254,43 @@ impl PodWorker {
         }
     }
 
-    async fn container_env(
+    async fn container_mounts(
         &self,
         container: &Container,
         pod_ip: Option<&str>,
-    ) -> Result<Vec<(String, String)>, String> {
+    ) -> Result<Vec<crate::runtime::Mount>, String> {
         let host_ip = self.context.node_ip.to_string();
+        let context = self.env_context(&host_ip, pod_ip);
+        let pod_dir = volumes::pod_dir(&self.context.data_dir, &self.pod);
+        volumes::container_mounts(self.context.api.as_ref(), &context, &pod_dir, container)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    fn env_context<'a>(&'a self, host_ip: &'a str, pod_ip: Option<&'a str>) -> EnvContext<'a> {
         let host_network = self
             .pod
             .spec
             .as_ref()
             .and_then(|s| s.host_network)
             .unwrap_or(false);
-        let pod_ip = if host_network {
-            Some(host_ip.as_str())
-        } else {
-            pod_ip
-        };
-        let context = EnvContext {
+        EnvContext {
             pod: &self.pod,
             node_name: &self.context.node_name,
-            host_ip: &host_ip,
-            pod_ip,
+            host_ip,
+            pod_ip: if host_network { Some(host_ip) } else { pod_ip },
             node_cpu_millis: self.context.node_cpu_millis,
             node_memory_bytes: self.context.node_memory_bytes,
-        };
+        }
+    }
+
+    async fn container_env(
+        &self,
+        container: &Container,
+        pod_ip: Option<&str>,
+    ) -> Result<Vec<(String, String)>, String> {
+        let host_ip = self.context.node_ip.to_string();
+        let context = self.env_context(&host_ip, pod_ip);
         resolve_env(self.context.api.as_ref(), &context, container)
             .await
             .map_err(|error| error.to_string())

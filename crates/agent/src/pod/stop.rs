@@ -182,6 +182,7 @@ impl PodWorker {
             self.uid().to_string(),
         );
         self.context.directory.remove(&namespace, &name, &uid);
+        super::volumes::remove_pod_volumes(&super::volumes::pod_dir(&self.context.data_dir, &self.pod));
 
         // finally the API object, guarded by uid against a new pod of the same name
         if !self.gone

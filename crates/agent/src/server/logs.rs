@@ -70,6 +70,12 @@ impl LogParser {
             None
         }
     }
+
+    /// Returns the line of trailing `P` records that no `F` record ended, as when a
+    /// container's last output had no newline.
+    pub fn finish(&mut self) -> Option<LogLine> {
+        self.pending.take()
+    }
 }
 
 /// Line selection from the log request's query.
@@ -100,6 +106,12 @@ pub fn select_lines(content: &str, selection: &LogSelection) -> Vec<LogLine> {
             if selection.tail_lines.is_some_and(|tail| lines.len() > tail) {
                 lines.pop_front();
             }
+        }
+    }
+    if let Some(line) = parser.finish().filter(|l| selection.admits(l)) {
+        lines.push_back(line);
+        if selection.tail_lines.is_some_and(|tail| lines.len() > tail) {
+            lines.pop_front();
         }
     }
     lines.into()
@@ -218,6 +230,11 @@ pub async fn follow_lines(source: &LogSource, mut offset: u64, lines: mpsc::Send
             }
         }
         if !running && complete_len == 0 {
+            if let Some(line) = parser.finish().filter(|l| selection.admits(l))
+                && let Some(chunk) = budget.take(line.render(selection.timestamps))
+            {
+                let _ = sink.send(Ok(chunk)).await;
+            }
             return;
         }
         tokio::time::sleep(FOLLOW_POLL).await;
@@ -331,5 +348,13 @@ mod tests {
             output.extend_from_slice(&chunk);
         }
         assert_eq!(output, b"one\ntw");
+    }
+
+    #[test]
+    fn trailing_partial_line_is_kept() {
+        let content = "2026-01-01T00:00:01.000000000Z stdout F one\n2026-01-01T00:00:02.000000000Z stdout P last\n";
+        let lines = select_lines(content, &LogSelection::default());
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["one", "last"]);
     }
 }

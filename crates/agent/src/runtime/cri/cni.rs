@@ -35,7 +35,8 @@ pub enum CniError {
     },
 }
 
-/// The conflist: bridge plugin as gateway with host-local IPAM, then loopback.
+/// The conflist: bridge plugin as gateway with host-local IPAM, the firewall plugin,
+/// then loopback.
 pub fn conflist(config: &CniConfig) -> Result<String, CniError> {
     validate(config)?;
     let list = serde_json::json!({
@@ -55,6 +56,11 @@ pub fn conflist(config: &CniConfig) -> Result<String, CniError> {
                     "dataDir": config.ipam_dir,
                 },
             },
+            // With br_netfilter loaded, traffic between two pods on the bridge passes
+            // the host's FORWARD chain, whose policy may be DROP (Docker sets it so).
+            // The firewall plugin accepts each pod's traffic there and removes its
+            // rules when the pod's network is torn down.
+            {"type": "firewall", "backend": "iptables"},
             {"type": "loopback"},
         ],
     });
@@ -113,7 +119,8 @@ mod tests {
         let bridge = &value["plugins"][0];
         assert_eq!(bridge["bridge"], "cst-cri0");
         assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.245.3.0/24");
-        assert_eq!(value["plugins"][1]["type"], "loopback");
+        assert_eq!(value["plugins"][1]["type"], "firewall");
+        assert_eq!(value["plugins"][2]["type"], "loopback");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod cni;
 pub mod convert;
+mod exec;
 mod image;
 
 use std::collections::HashMap;
@@ -22,8 +23,8 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::{
-    ContainerConfig, ContainerStats, ContainerStatus, ExecOutput, Runtime, RuntimeError, SandboxConfig,
-    SandboxStatus,
+    ContainerConfig, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, ExecSession, Runtime, RuntimeError,
+    SandboxConfig, SandboxStatus,
 };
 pub use cni::CniConfig;
 
@@ -318,6 +319,10 @@ impl Runtime for CriRuntime {
             Ok(result) => result.map_err(container_error(id))?.into_inner(),
         };
         Ok(ExecOutput { exit_code: response.exit_code, stdout: response.stdout, stderr: response.stderr })
+    }
+
+    async fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
+        exec::exec(self.client(), id, request).await
     }
 
     async fn container_stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
