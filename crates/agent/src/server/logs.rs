@@ -230,10 +230,9 @@ pub async fn follow_lines(source: &LogSource, mut offset: u64, lines: mpsc::Send
             }
         }
         if !running && complete_len == 0 {
-            if let Some(line) = parser.finish().filter(|l| selection.admits(l))
-                && let Some(chunk) = budget.take(line.render(selection.timestamps))
-            {
-                let _ = sink.send(Ok(chunk)).await;
+            // a last partial line without its newline still counts
+            if let Some(line) = parser.finish() {
+                let _ = lines.send(line).await;
             }
             return;
         }
