@@ -1,7 +1,7 @@
-//! Services as a user sees them through kubectl: EndpointSlices and Endpoints that follow
-//! the pods, ClusterIPs and NodePorts that survive restarts and are freed on delete,
-//! rejected input with the field path, the `get svc` table, and the Service variables
-//! in a pod's environment.
+//! Services as kubectl users meet them. EndpointSlices and Endpoints follow the pods, and
+//! ClusterIPs and NodePorts survive restarts and are freed on delete. Invalid input is
+//! rejected with the field path, `get svc` prints the usual table, and pods get the
+//! Service variables in their environment.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -13,7 +13,7 @@ const SERVICES: &str = "/api/v1/namespaces/default/services";
 /// The managed-by value the endpoints controller puts on its slices.
 const SLICE_CONTROLLER: &str = "endpointslice-controller.capstan.io";
 
-/// A scratch directory on the host, shared with the process-runtime pods.
+/// Creates a scratch directory on the host, shared with the process-runtime pods.
 fn scratch_dir(name: &str) -> std::path::PathBuf {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let dir = std::env::temp_dir().join(format!("capstan-e2e-{name}-{}-{}", std::process::id(), nanos % 1_000_000_007));
@@ -21,8 +21,8 @@ fn scratch_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// A Deployment of HTTP servers on the container port named `http` (8080). Each pod is
-/// ready while the file `<dir>/<pod name>/ready` exists.
+/// Returns a Deployment of HTTP servers on the container port named `http` (8080). Each
+/// pod is ready while the file `<dir>/<pod name>/ready` exists.
 fn echo_deployment(dir: &std::path::Path, replicas: u32) -> String {
     format!(
         r#"
@@ -85,7 +85,7 @@ subsets: [{addresses: [{ip: 192.0.2.10}], ports: [{port: 5432}]}]
 /// One endpoint of a slice: address, ready, serving, terminating.
 type SliceEndpoint = (String, bool, bool, bool);
 
-/// The slices the endpoints controller manages for `service`.
+/// Lists the slices the endpoints controller manages for `service`.
 fn managed_slices(cluster: &Cluster, service: &str) -> Vec<Value> {
     let selector = format!("kubernetes.io/service-name={service}");
     let Ok(list) = cluster.get_json(&["get", "endpointslices", "-l", &selector]) else { return Vec::new() };
@@ -172,14 +172,16 @@ fn endpoints_follow_deployment() {
 
     // kubectl shows both with the usual columns.
     let table = cluster.kubectl(&["get", "endpoints", "echo"]);
-    assert!(table.starts_with("NAME") && table.contains("ENDPOINTS"), "get endpoints printed:\n{table}");
+    assert!(table.starts_with("NAME"), "get endpoints printed:\n{table}");
+    assert!(table.contains("ENDPOINTS"), "get endpoints printed:\n{table}");
     for ip in &ready_ips {
         assert!(table.contains(&format!("{ip}:8080")), "get endpoints lacks {ip}:8080:\n{table}");
     }
     let table = cluster.kubectl(&["get", "endpointslices", "-l", "kubernetes.io/service-name=echo"]);
     let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(header, ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], "get endpointslices printed:\n{table}");
-    assert!(table.contains("IPv4") && table.contains("8080"), "get endpointslices printed:\n{table}");
+    assert!(table.contains("IPv4"), "get endpointslices printed:\n{table}");
+    assert!(table.contains("8080"), "get endpointslices printed:\n{table}");
 
     // A headless Service gets slices too; a port no pod names leaves the pods port-less.
     cluster.wait_until("headless slice lists 3 pods", Duration::from_secs(15), || slice_endpoints(&cluster, "echo-headless") == all_ready);
@@ -288,7 +290,8 @@ fn allocations_survive_restart_and_free_on_delete() {
     let spec = format!(r#"{{"type":"NodePort","clusterIP":"{taken_ip}","ports":[{{"port":80,"nodePort":{}}}]}}"#, taken_ports[0]);
     let (code, body) = cluster.request("POST", SERVICES, "application/json", &service_manifest("reuse", &spec));
     assert_eq!(code, 422, "taken ClusterIP accepted: {body}");
-    assert!(body.contains("spec.clusterIPs[0]") && body.contains("already allocated"), "{body}");
+    assert!(body.contains("spec.clusterIPs[0]"), "{body}");
+    assert!(body.contains("already allocated"), "{body}");
     cluster.kubectl(&["delete", "service", "many-3"]);
     let (code, body) = cluster.request("POST", SERVICES, "application/json", &service_manifest("reuse", &spec));
     assert_eq!(code, 201, "freed ClusterIP and NodePort refused: {body}");
@@ -322,7 +325,7 @@ fn bad_services_are_rejected_without_leaks() {
     assert_invalid(&cluster, "big-port", r#"{"ports":[{"port":70000}]}"#, "spec.ports[0].port");
     assert_invalid(&cluster, "1web", r#"{"ports":[{"port":80}]}"#, "metadata.name");
     assert_invalid(&cluster, "far-ip", r#"{"clusterIP":"192.168.7.7","ports":[{"port":80}]}"#, "spec.clusterIPs[0]");
-    // Each of these asks for a free ClusterIP that must be released when the port fails.
+    // Each of these requests a free ClusterIP that must be released when the port fails.
     assert_invalid(
         &cluster,
         "port-in-use",
@@ -353,10 +356,12 @@ fn bad_services_are_rejected_without_leaks() {
     let rejected = cluster
         .kubectl_stdin(&["create", "-f", "-"], &service_manifest("2web", r#"{"ports":[{"port":80}]}"#))
         .expect_err("kubectl create accepted an invalid name");
-    assert!(rejected.contains(r#"The Service "2web" is invalid"#) && rejected.contains("metadata.name"), "{rejected}");
+    assert!(rejected.contains(r#"The Service "2web" is invalid"#), "{rejected}");
+    assert!(rejected.contains("metadata.name"), "{rejected}");
     let patch = r#"{"spec":{"ports":[{"port":80,"nodePort":31000}]}}"#;
     let rejected = cluster.try_kubectl(&["patch", "service", "after-1", "--type=merge", "-p", patch]).expect_err("patch to a taken port");
-    assert!(rejected.contains("spec.ports[0].nodePort") && rejected.contains("already allocated"), "{rejected}");
+    assert!(rejected.contains("spec.ports[0].nodePort"), "{rejected}");
+    assert!(rejected.contains("already allocated"), "{rejected}");
     assert_eq!(allocations(&cluster)["after-1"].1, vec![31001], "the failed update changed the port");
 }
 

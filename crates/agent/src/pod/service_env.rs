@@ -2,8 +2,9 @@
 //! ClusterIP, `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT`, `<NAME>_SERVICE_PORT_<PORT>` for
 //! named ports, and the Docker link variables `<NAME>_PORT…`.
 //!
-//! A pod sees the Services of its own namespace when `enableServiceLinks` is not false,
-//! and the `kubernetes` Service of `default` always.
+//! A pod gets the variables of the Services in its own namespace when
+//! `enableServiceLinks` is not false, and those of the `kubernetes` Service in `default`
+//! always.
 
 use std::collections::BTreeMap;
 
@@ -28,7 +29,7 @@ pub async fn service_variables(api: &dyn PodApi, pod: &Pod) -> Result<Vec<(Strin
     Ok(variables(&select(namespace, links, own.iter().chain(master.iter()))))
 }
 
-/// Picks the Services a pod in `namespace` sees, by name. A Service of the pod's own
+/// Picks the Services whose variables a pod in `namespace` gets, one per name. A Service of the pod's own
 /// namespace wins over the `kubernetes` Service of `default` when both share the name.
 fn select<'a>(namespace: &str, links: bool, services: impl Iterator<Item = &'a Service>) -> Vec<&'a Service> {
     let mut chosen: BTreeMap<&str, &Service> = BTreeMap::new();

@@ -1,9 +1,9 @@
 //! The repair loop of Service allocations.
 //!
-//! Claims and Services are written separately, so a server that stops between the two
-//! leaves a claim that no Service holds: a crash after a claim but before its Service is
-//! written, or after a Service is deleted but before its claims are released. Such a
-//! claim would keep its address or port unavailable forever. A store restored from an
+//! Claims and Services are written separately. A server that crashes after a claim but
+//! before its Service is written, or after a Service is deleted but before its claims are
+//! released, leaves a claim without a Service. Such a claim would keep its address or
+//! port unavailable forever. A store restored from an
 //! older backup can also hold a Service whose claim is missing, so its address could be
 //! handed out twice. Each pass compares the claims with the Services and fixes both.
 
@@ -24,10 +24,10 @@ const REPAIR_PERIOD: Duration = Duration::from_secs(180);
 /// still be writing its Service.
 const CLAIM_GRACE: SignedDuration = SignedDuration::from_secs(60);
 
-/// What one pass changed.
+/// The changes of one pass.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Repaired {
-    /// Claims deleted because no Service holds them.
+    /// Claims deleted because no Service has their value.
     pub released: Vec<String>,
     /// Claims written for Services that held a value without one.
     pub restored: Vec<String>,
@@ -82,8 +82,8 @@ pub async fn repair_once(store: &dyn Store, now: Timestamp) -> Result<Repaired, 
     Ok(repaired)
 }
 
-/// Maps the claim key of every ClusterIP and node port that a stored Service holds to
-/// that Service.
+/// Maps the claim key of every ClusterIP and node port of a stored Service to that
+/// Service.
 async fn held_values(store: &dyn Store) -> Result<BTreeMap<String, Owner>, StoreError> {
     let Some(services) = resources::lookup("", "v1", "services") else { return Ok(BTreeMap::new()) };
     let mut held = BTreeMap::new();
@@ -96,10 +96,10 @@ async fn held_values(store: &dyn Store) -> Result<BTreeMap<String, Owner>, Store
         for port in node_ports(&service) {
             held.insert(port_key(port), holder.clone());
         }
-        if let Some(ip) = cluster_ip(&service) {
-            if let Some(previous) = held.insert(ip_key(ip), holder.clone()) {
-                tracing::error!(cluster_ip = %ip, first = %previous.name, second = %holder.name, "two services hold one cluster IP");
-            }
+        if let Some(ip) = cluster_ip(&service)
+            && let Some(previous) = held.insert(ip_key(ip), holder.clone())
+        {
+            tracing::error!(cluster_ip = %ip, first = %previous.name, second = %holder.name, "two services have one cluster IP");
         }
     }
     Ok(held)

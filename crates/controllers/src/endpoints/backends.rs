@@ -10,6 +10,9 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+/// Label present (with an empty value) on the slices and Endpoints of headless Services.
+pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
+
 /// A Service port resolved against one pod: the port number the pod serves it on.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ResolvedPort {
@@ -92,6 +95,18 @@ pub fn is_headless(service: &Service) -> bool {
     service.spec.as_ref().and_then(|spec| spec.cluster_ip.as_deref()) == Some("None")
 }
 
+/// Returns the labels that a Service passes on to its slices and Endpoints: its own
+/// labels, with [`HEADLESS_LABEL`] set exactly when the Service is headless.
+pub fn derived_labels(service: &Service) -> BTreeMap<String, String> {
+    let mut labels = service.metadata.labels.clone().unwrap_or_default();
+    if is_headless(service) {
+        labels.insert(HEADLESS_LABEL.to_string(), String::new());
+    } else {
+        labels.remove(HEADLESS_LABEL);
+    }
+    labels
+}
+
 /// Returns whether the pod may be listed at all: it has an address and has not finished.
 /// A pod that is being deleted is listed only when `include_terminating` is set.
 pub fn is_listable(pod: &Pod, include_terminating: bool) -> bool {
@@ -137,8 +152,8 @@ pub fn address(pod: &Pod, family: Family) -> Option<IpAddr> {
 }
 
 /// Resolves every Service port against the pod. A named `targetPort` resolves to the
-/// container port of that name and protocol; a port the pod does not define is left out,
-/// so that pod is listed without it, as Kubernetes does.
+/// container port of that name and protocol. A port the pod does not define is left out,
+/// so the pod is listed without it, as Kubernetes does.
 pub fn resolve_ports(service: &Service, pod: &Pod) -> Vec<ResolvedPort> {
     let ports = service.spec.as_ref().and_then(|spec| spec.ports.as_ref());
     ports

@@ -15,7 +15,7 @@ use super::legacy::{self, DesiredEndpoints, OVER_CAPACITY_ANNOTATION};
 use super::slices::SlicePlan;
 use super::Error;
 
-/// What [`apply_slices`] wrote: the name and new `resourceVersion` of each created or
+/// The writes of [`apply_slices`]: the name and new `resourceVersion` of each created or
 /// updated slice, and the name and uid of each deleted one.
 #[derive(Debug, Default)]
 pub struct Written {

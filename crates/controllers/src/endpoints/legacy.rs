@@ -8,7 +8,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Pod, Service};
 
 use super::backends::{self, ResolvedPort};
-use super::slices::HEADLESS_LABEL;
 
 /// Label that names the controller managing an Endpoints object.
 pub const MANAGED_BY_LABEL: &str = "endpoints.kubernetes.io/managed-by";
@@ -110,13 +109,8 @@ fn endpoint_port(port: &ResolvedPort) -> EndpointPort {
 /// Returns the labels of the Service's Endpoints: the Service's labels, the managing
 /// controller, and the headless marker for headless Services.
 pub fn labels(service: &Service) -> BTreeMap<String, String> {
-    let mut labels = service.metadata.labels.clone().unwrap_or_default();
+    let mut labels = backends::derived_labels(service);
     labels.insert(MANAGED_BY_LABEL.to_string(), CONTROLLER_NAME.to_string());
-    if backends::is_headless(service) {
-        labels.insert(HEADLESS_LABEL.to_string(), String::new());
-    } else {
-        labels.remove(HEADLESS_LABEL);
-    }
     labels
 }
 

@@ -113,6 +113,9 @@ pub async fn run(controller: Controller<Service>, context: Arc<Context>) {
 /// Maps a pod event to the Services that must look at it: those whose selector matches
 /// the pod now, and those whose slices still list it (its labels may have changed, or
 /// it may be gone).
+///
+/// NOTE: this scans every Service and every slice of the pod's namespace per pod event,
+/// which is fine for hundreds of Services but wants a pod-to-Service index beyond that.
 fn services_of_pod(pod: &Pod, services: &Store<Service>, slices: &Store<EndpointSlice>) -> Vec<ObjectRef<Service>> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let mut refs: Vec<ObjectRef<Service>> = services
@@ -184,7 +187,7 @@ pub async fn reconcile(service: Arc<Service>, context: Arc<Context>) -> Result<A
     .await
 }
 
-/// Waits until the slice cache holds every written version and none of the deleted
+/// Waits until the slice cache contains every written version and none of the deleted
 /// slices, or until [`CACHE_CATCH_UP`] passes.
 async fn wait_for_slices(cache: &Store<EndpointSlice>, namespace: &str, written: commit::Written) {
     let caught_up = || {

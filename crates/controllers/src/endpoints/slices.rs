@@ -22,13 +22,15 @@ pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 /// The value of [`MANAGED_BY_LABEL`] on the slices this controller writes. Slices with
 /// another value (or none) belong to someone else and are never touched.
 pub const CONTROLLER_NAME: &str = "endpointslice-controller.capstan.io";
-/// Label present (with an empty value) on the slices and Endpoints of headless Services.
-pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
+pub use super::backends::HEADLESS_LABEL;
 /// Most endpoints written to one slice, the default of kube-controller-manager's
 /// `--max-endpoints-per-slice`.
 pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 
-/// What one slice lists, apart from its metadata.
+/// Endpoints of one slice group, keyed by address and pod name for a stable order.
+type GroupEndpoints = BTreeMap<(IpAddr, String), Endpoint>;
+
+/// The content of one slice, apart from its metadata.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SliceContent {
     pub address_type: String,
@@ -69,8 +71,7 @@ impl SlicePlan {
 pub fn desired(service: &Service, pods: &[Arc<Pod>]) -> Vec<SliceContent> {
     let families = backends::families(service);
     let publish_not_ready = backends::publishes_not_ready(service);
-    // Endpoints per group, keyed by address and pod name for a stable order.
-    let mut groups: BTreeMap<(Family, Vec<ResolvedPort>), BTreeMap<(IpAddr, String), Endpoint>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Family, Vec<ResolvedPort>), GroupEndpoints> = BTreeMap::new();
     for pod in pods.iter().filter(|pod| backends::selects(service, pod)) {
         // Terminating pods stay listed, marked terminating, so proxies can drain them.
         if !backends::is_listable(pod, true) {
@@ -137,14 +138,9 @@ fn endpoint_port(port: &ResolvedPort) -> EndpointPort {
 /// Returns the labels of the Service's slices: the Service's own labels, the Service
 /// name, the managing controller, and the headless marker for headless Services.
 pub fn labels(service: &Service) -> BTreeMap<String, String> {
-    let mut labels = service.metadata.labels.clone().unwrap_or_default();
+    let mut labels = backends::derived_labels(service);
     labels.insert(SERVICE_NAME_LABEL.to_string(), service.metadata.name.clone().unwrap_or_default());
     labels.insert(MANAGED_BY_LABEL.to_string(), CONTROLLER_NAME.to_string());
-    if backends::is_headless(service) {
-        labels.insert(HEADLESS_LABEL.to_string(), String::new());
-    } else {
-        labels.remove(HEADLESS_LABEL);
-    }
     labels
 }
 

@@ -21,8 +21,8 @@ fn web_service() -> Service {
                              {"name": "metrics", "port": 9090, "protocol": "TCP", "targetPort": 9090}]}))
 }
 
-/// A running pod `name` at `ip` with label app=web; `ready` sets its Ready condition and
-/// `ports` its container ports as (name, number).
+/// Builds a running pod `name` at `ip` with label app=web. `ready` sets its Ready
+/// condition and `ports` its container ports as (name, number).
 fn pod(name: &str, ip: &str, ready: bool, ports: &[(&str, i32)]) -> Arc<Pod> {
     let ports: Vec<Value> = ports.iter().map(|(n, p)| json!({"name": n, "containerPort": p, "protocol": "TCP"})).collect();
     Arc::new(
@@ -98,7 +98,8 @@ fn named_port_resolves_per_pod() {
     let desired = slices::desired(&web_service(), &pods);
     let http_ports: Vec<i32> = desired.iter().map(|s| s.ports[0].port.unwrap_or_default()).collect();
     assert_eq!(desired.len(), 2);
-    assert!(http_ports.contains(&8080) && http_ports.contains(&8081), "{http_ports:?}");
+    assert!(http_ports.contains(&8080), "{http_ports:?}");
+    assert!(http_ports.contains(&8081), "{http_ports:?}");
 }
 
 #[test]
@@ -218,7 +219,8 @@ fn plan_updates_changed_slice_in_place() {
     let existing = vec![stored("web-abc", &service, &before[0])];
     let after = slices::desired(&service, &[pod("a", "10.0.0.1", false, &[("http", 8080)])]);
     let plan = slices::plan(&service, after, &existing);
-    assert!(plan.create.is_empty() && plan.delete.is_empty());
+    assert!(plan.create.is_empty());
+    assert!(plan.delete.is_empty());
     assert_eq!(plan.update.len(), 1);
     let updated = &plan.update[0];
     assert_eq!(updated.metadata.name.as_deref(), Some("web-abc"));
@@ -233,7 +235,8 @@ fn plan_creates_and_deletes_extra_slices() {
     let existing = vec![stored("web-1", &service, &one[0]), stored("web-2", &service, &one[0])];
     let plan = slices::plan(&service, one, &existing);
     assert_eq!(plan.delete.len(), 1, "the duplicate goes");
-    assert!(plan.create.is_empty() && plan.update.is_empty());
+    assert!(plan.create.is_empty());
+    assert!(plan.update.is_empty());
 
     let two_port_sets = slices::desired(
         &service,
@@ -267,8 +270,10 @@ fn stored_endpoints_compare_equal() {
     let service = web_service();
     let desired = legacy::desired(&service, &[pod("a", "10.0.0.1", true, &[("http", 8080)])]);
     let labels = legacy::labels(&service);
-    let mut stored = k8s_openapi::api::core::v1::Endpoints::default();
-    stored.subsets = Some(desired.subsets.clone());
+    let mut stored = k8s_openapi::api::core::v1::Endpoints {
+        subsets: Some(desired.subsets.clone()),
+        ..Default::default()
+    };
     assert!(!legacy::is_up_to_date(&stored, &desired, &labels), "labels missing");
     stored.metadata.labels = Some(labels.clone());
     assert!(legacy::is_up_to_date(&stored, &desired, &labels));
