@@ -1,11 +1,11 @@
 //! The cluster-side effects of pod workers: status writes, deletes, Events, and the
-//! ConfigMaps and Secrets that containers read their environment from.
+//! ConfigMaps, Secrets and Services that containers read their environment from.
 //!
 //! [`PodApi`] keeps these behind a trait so the worker's state machine runs in unit tests
 //! against [`RecordingPodApi`]; [`KubePodApi`] is the real client.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
 
 /// Name the agent reports as the source of its Events.
@@ -19,6 +19,12 @@ pub enum ApiError {
         action: &'static str,
         namespace: String,
         name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to list services in namespace {namespace}: {source}")]
+    ListServices {
+        namespace: String,
         #[source]
         source: kube::Error,
     },
@@ -46,6 +52,8 @@ pub trait PodApi: Send + Sync + 'static {
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, ApiError>;
     /// Reads a Secret; `Ok(None)` when it does not exist.
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, ApiError>;
+    /// Lists the Services of a namespace.
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError>;
 }
 
 /// [`PodApi`] over a `kube::Client`.
@@ -142,6 +150,14 @@ impl PodApi for KubePodApi {
             source,
         })
     }
+
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        match api.list(&ListParams::default()).await {
+            Ok(list) => Ok(list.items),
+            Err(source) => Err(ApiError::ListServices { namespace: namespace.to_string(), source }),
+        }
+    }
 }
 
 #[cfg(any(test, feature = "test-util"))]
@@ -168,6 +184,7 @@ mod recording {
         events: Vec<(String, String, String)>,
         config_maps: BTreeMap<(String, String), ConfigMap>,
         secrets: BTreeMap<(String, String), Secret>,
+        services: Vec<Service>,
     }
 
     impl RecordingPodApi {
@@ -218,6 +235,11 @@ mod recording {
                 .insert((namespace.to_string(), name), config_map);
         }
 
+        /// Adds a Service, listed in the namespace of its metadata.
+        pub fn insert_service(&self, service: Service) {
+            self.lock().services.push(service);
+        }
+
         pub fn insert_secret(&self, namespace: &str, secret: Secret) {
             let name = secret.metadata.name.clone().unwrap_or_default();
             self.lock()
@@ -266,6 +288,12 @@ mod recording {
                 .secrets
                 .get(&(namespace.to_string(), name.to_string()))
                 .cloned())
+        }
+
+        async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
+            let services = self.lock().services.clone();
+            let in_namespace = services.into_iter().filter(|s| s.metadata.namespace.as_deref() == Some(namespace));
+            Ok(in_namespace.collect())
         }
     }
 }

@@ -69,6 +69,7 @@ pub enum ServerError {
 
 /// A bound, not yet running API server.
 pub struct Server {
+    store: Arc<dyn capstan_store::Store>,
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
@@ -85,6 +86,7 @@ impl Server {
             .use_preconfigured_tls(kubelet_tls.clone())
             .build()
             .map_err(ServerError::KubeletClient)?;
+        let store = config.store.clone();
         let state = Arc::new(routes::AppState {
             store: config.store,
             kubelet_http,
@@ -100,7 +102,7 @@ impl Server {
             .local_addr()
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         bootstrap::create_kubernetes_service(&state, local_addr).await?;
-        Ok(Server { listener, tls, app: router(state), local_addr })
+        Ok(Server { store, listener, tls, app: router(state), local_addr })
     }
 
     /// Returns the address the listener is bound to.
@@ -108,10 +110,13 @@ impl Server {
         self.local_addr
     }
 
-    /// Serves requests until `shutdown` resolves.
+    /// Serves requests, and repairs Service allocations in the background, until
+    /// `shutdown` resolves.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         tracing::info!(addr = %self.local_addr, "API server listening");
+        let repair = tokio::spawn(services::repair::run(self.store));
         tls::serve(self.listener, self.tls, self.app, shutdown).await;
+        repair.abort();
         Ok(())
     }
 }

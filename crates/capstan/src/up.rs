@@ -177,7 +177,7 @@ async fn start_control_plane(
     .await?;
 
     let client = controllers.clone();
-    tasks.spawn(supervise("deployment and replicaset controllers", move || {
+    tasks.spawn(supervise("workload and endpoints controllers", move || {
         capstan_controllers::run_workload_controllers(client.clone())
     }));
     let client = controllers.clone();

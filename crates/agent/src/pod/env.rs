@@ -1,5 +1,5 @@
-//! Container environment: `envFrom`, `env` with `valueFrom` sources, the downward API, and
-//! `$(VAR)` expansion in values, commands and arguments.
+//! Container environment: Service variables, `envFrom`, `env` with `valueFrom` sources, the
+//! downward API, and `$(VAR)` expansion in values, commands and arguments.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{
     Container, EnvVar, ObjectFieldSelector, Pod, ResourceFieldSelector,
 };
 
+use super::service_env::service_variables;
 use crate::api::{ApiError, PodApi};
 
 /// A container's environment could not be built. The message is what Kubernetes shows in
@@ -84,8 +85,9 @@ impl Environment {
     }
 }
 
-/// Builds the container's environment: first every `envFrom` source, then `env` in order,
-/// where each value may refer to variables defined before it with `$(NAME)`.
+/// Builds the container's environment: first the Service variables, then every `envFrom`
+/// source, then `env` in order. Later definitions replace earlier ones, and each `env`
+/// value may refer to variables defined before it with `$(NAME)`.
 pub async fn resolve_env(
     api: &dyn PodApi,
     context: &EnvContext<'_>,
@@ -98,6 +100,11 @@ pub async fn resolve_env(
         .as_deref()
         .unwrap_or("default");
     let mut environment = Environment::default();
+
+    // Service variables come first, so the pod's own definitions win over them.
+    for (name, value) in service_variables(api, context.pod).await? {
+        environment.set(&name, value);
+    }
 
     // envFrom: whole ConfigMaps and Secrets, each key with the optional prefix.
     for source in container.env_from.iter().flatten() {

@@ -310,3 +310,49 @@ async fn resource_fields_round_up() {
     assert_eq!(map["requests.cpu"], "1");
     assert_eq!(map["limits.cpu"], "4000");
 }
+
+fn service(namespace: &str, name: &str, cluster_ip: &str, port: i32) -> k8s_openapi::api::core::v1::Service {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"clusterIP": cluster_ip, "ports": [{"name": "http", "port": port, "protocol": "TCP"}]},
+    }))
+    .expect("test Service is valid")
+}
+
+#[tokio::test]
+async fn service_variables_precede_env() {
+    let api = RecordingPodApi::new();
+    api.insert_service(service("default", "kubernetes", "10.96.0.1", 443));
+    api.insert_service(service("default", "web", "10.96.0.7", 80));
+    api.insert_service(service("other", "db", "10.96.0.8", 5432));
+    let pod = pod();
+    let container = Container {
+        name: "web".into(),
+        env: Some(vec![
+            literal("URL", "http://$(WEB_SERVICE_HOST):$(WEB_SERVICE_PORT)/"),
+            literal("WEB_SERVICE_PORT", "8080"),
+        ]),
+        ..Container::default()
+    };
+    let env = resolve_env(&api, &context(&pod), &container).await.expect("env resolves");
+    let value = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(value("KUBERNETES_SERVICE_HOST").as_deref(), Some("10.96.0.1"));
+    assert_eq!(value("WEB_PORT_80_TCP_ADDR").as_deref(), Some("10.96.0.7"));
+    assert_eq!(value("URL").as_deref(), Some("http://10.96.0.7:80/"), "env may refer to service variables");
+    assert_eq!(value("WEB_SERVICE_PORT").as_deref(), Some("8080"), "env replaces a service variable");
+    assert_eq!(value("DB_SERVICE_HOST"), None, "other namespaces stay hidden");
+}
+
+#[tokio::test]
+async fn service_links_disabled_keep_master_service() {
+    let api = RecordingPodApi::new();
+    api.insert_service(service("default", "kubernetes", "10.96.0.1", 443));
+    api.insert_service(service("default", "web", "10.96.0.7", 80));
+    let mut pod = pod();
+    pod.spec.as_mut().expect("spec").enable_service_links = Some(false);
+    let container = Container { name: "web".into(), ..Container::default() };
+    let env = resolve_env(&api, &context(&pod), &container).await.expect("env resolves");
+    let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"KUBERNETES_SERVICE_HOST"), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("WEB_")), "{names:?}");
+}

@@ -9,6 +9,7 @@ pub mod container;
 pub mod env;
 pub mod manager;
 pub mod probe;
+mod service_env;
 mod start;
 pub mod status;
 mod stop;

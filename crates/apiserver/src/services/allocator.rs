@@ -15,8 +15,8 @@ use serde_json::json;
 
 use super::ranges::{ClusterIpRange, NodePortRange};
 
-const IP_PREFIX: &str = "/registry/ipallocations/";
-const PORT_PREFIX: &str = "/registry/portallocations/";
+pub(super) const IP_PREFIX: &str = "/registry/ipallocations/";
+pub(super) const PORT_PREFIX: &str = "/registry/portallocations/";
 /// Random picks before the allocator lists the taken values and scans for a free one.
 const RANDOM_ATTEMPTS: usize = 16;
 
@@ -29,7 +29,7 @@ pub fn port_key(port: u16) -> String {
 }
 
 /// The Service an allocation belongs to, stored as the key's value so that an operator
-/// (or a future repair loop) can tell who holds it.
+/// can tell who holds it and the repair loop can tell how old the claim is.
 #[derive(Clone, Debug)]
 pub struct Owner {
     pub namespace: String,

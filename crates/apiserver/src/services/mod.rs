@@ -6,11 +6,13 @@
 //! and before it writes the Service, and releases the claims if the write fails. `update`
 //! calls [`carry_over`] before validation (a PUT without `clusterIP` or `nodePort` keeps the
 //! allocated values, as in Kubernetes) and [`allocate_update`] before the write. `delete`
-//! calls [`release_service`] once the Service is gone from the store.
+//! calls [`release_service`] once the Service is gone from the store. A crash between
+//! these steps can leave claims and Services out of step, which [`repair`] fixes.
 
 pub mod allocator;
 mod assign;
 mod ranges;
+pub mod repair;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
