@@ -1,0 +1,178 @@
+//! Programs the node's data path from each new Service view: nftables when the kernel
+//! takes the proxy's table, else the userspace proxy for every Service address.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use crate::model::ServiceEntry;
+use crate::nft::{self, RuleOptions};
+use crate::userspace::{Role, UserspaceProxy};
+use crate::watch::ServiceView;
+
+/// Which data path the proxy programs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// nftables when `nft` works here, else userspace.
+    #[default]
+    Auto,
+    /// nftables only; the proxy fails when the kernel rejects the table.
+    Nftables,
+    /// Userspace listeners only.
+    Userspace,
+}
+
+/// The data path that [`DataPath::start`] chose.
+enum Active {
+    Nftables {
+        options: RuleOptions,
+        localhost: UserspaceProxy,
+    },
+    Userspace {
+        proxy: UserspaceProxy,
+        link: String,
+        addresses: BTreeSet<Ipv4Addr>,
+    },
+}
+
+/// The programmed data path of one node.
+pub struct DataPath {
+    active: Active,
+}
+
+impl DataPath {
+    /// Chooses the data path for `mode`. In `Auto`, an empty ruleset is applied first: if
+    /// `nft` is missing or the kernel lacks nf_tables, the userspace proxy takes over.
+    pub async fn start(
+        mode: Mode,
+        options: RuleOptions,
+        dummy_link: String,
+    ) -> Result<DataPath, nft::NftError> {
+        let node_name = options.node_name.clone();
+        if mode != Mode::Userspace {
+            match nft::apply(&nft::render(&[], &options), &options.table).await {
+                Ok(()) => {
+                    if let Err(error) = nft::enable_forwarding() {
+                        tracing::warn!(%error, "failed to enable IPv4 forwarding; pods may not reach Services");
+                    }
+                    tracing::info!(table = options.table, "proxy programs nftables");
+                    let localhost = UserspaceProxy::new(Role::LocalhostNodePorts, node_name);
+                    return Ok(DataPath {
+                        active: Active::Nftables { options, localhost },
+                    });
+                }
+                Err(error) if mode == Mode::Auto => {
+                    tracing::warn!(%error, "nftables is unavailable; the proxy falls back to userspace listeners");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        tracing::info!(link = dummy_link, "proxy uses userspace listeners");
+        Ok(DataPath {
+            active: Active::Userspace {
+                proxy: UserspaceProxy::new(Role::Everything, node_name),
+                link: dummy_link,
+                addresses: BTreeSet::new(),
+            },
+        })
+    }
+
+    /// Whether the kernel path is in use.
+    pub fn is_nftables(&self) -> bool {
+        matches!(self.active, Active::Nftables { .. })
+    }
+
+    /// Programs `view`. Errors are logged: the previous state stays in place until the
+    /// next change.
+    pub async fn program(&mut self, view: &[ServiceEntry]) {
+        match &mut self.active {
+            Active::Nftables { options, localhost } => {
+                let ruleset = nft::render(view, options);
+                match nft::apply(&ruleset, &options.table).await {
+                    Ok(()) => tracing::debug!(services = view.len(), "programmed nftables"),
+                    Err(error) => tracing::error!(%error, "failed to program nftables; keeping the previous rules"),
+                }
+                localhost.sync(view);
+            }
+            Active::Userspace { proxy, link, addresses } => {
+                let wanted: BTreeSet<Ipv4Addr> = view.iter().filter_map(|s| s.cluster_ip).collect();
+                sync_link_addresses(link, addresses, &wanted).await;
+                proxy.sync(view);
+            }
+        }
+    }
+
+    /// Removes what the proxy programmed: its nftables table, or its listeners and dummy
+    /// link. Nothing else on the host is touched.
+    pub async fn clean_up(&mut self) {
+        match &mut self.active {
+            Active::Nftables { options, localhost } => {
+                localhost.stop();
+                match nft::delete_table(&options.table).await {
+                    Ok(()) => tracing::info!(table = options.table, "removed the proxy's nftables table"),
+                    Err(error) => tracing::warn!(%error, "failed to remove the proxy's nftables table"),
+                }
+            }
+            Active::Userspace { proxy, link, addresses } => {
+                proxy.stop();
+                addresses.clear();
+                if std::path::Path::new("/sys/class/net").join(link.as_str()).exists() {
+                    let _ = ip(&["link", "delete", link]).await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the data path until `view` closes, programming every new Service view.
+pub async fn run(mut data_path: DataPath, mut view: watch::Receiver<ServiceView>) -> DataPath {
+    loop {
+        let current = view.borrow_and_update().clone();
+        data_path.program(&current).await;
+        if view.changed().await.is_err() {
+            return data_path;
+        }
+    }
+}
+
+/// Puts exactly the ClusterIPs `wanted` on the dummy link, creating it on first use.
+async fn sync_link_addresses(link: &str, current: &mut BTreeSet<Ipv4Addr>, wanted: &BTreeSet<Ipv4Addr>) {
+    if !wanted.is_empty() && !std::path::Path::new("/sys/class/net").join(link).exists() {
+        if let Err(error) = ip(&["link", "add", link, "type", "dummy"]).await {
+            tracing::warn!(link, %error, "failed to create the dummy link for ClusterIPs");
+            return;
+        }
+        let _ = ip(&["link", "set", link, "up"]).await;
+        current.clear();
+    }
+    for address in wanted.difference(&current.clone()) {
+        match ip(&["addr", "replace", &format!("{address}/32"), "dev", link]).await {
+            Ok(()) => {
+                current.insert(*address);
+            }
+            Err(error) => tracing::warn!(link, %address, %error, "failed to add a ClusterIP to the dummy link"),
+        }
+    }
+    for address in current.clone().difference(wanted) {
+        let _ = ip(&["addr", "del", &format!("{address}/32"), "dev", link]).await;
+        current.remove(address);
+    }
+}
+
+async fn ip(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .await
+        .map_err(|error| format!("failed to run `ip`: {error}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "`ip {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr).trim()
+    ))
+}
