@@ -26,11 +26,18 @@ pub struct ClusterOptions {
     pub example: bool,
     /// First CrashLoopBackOff delay, short so restart tests finish quickly.
     pub restart_backoff: Duration,
+    /// Upstream resolver of the cluster DNS server. Tests never reach the host's real
+    /// resolvers: the default is the discard port on loopback, where nothing answers.
+    pub dns_upstream: String,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { example: false, restart_backoff: Duration::from_millis(500) }
+        ClusterOptions {
+            example: false,
+            restart_backoff: Duration::from_millis(500),
+            dns_upstream: "127.0.0.1:9".to_string(),
+        }
     }
 }
 
@@ -44,6 +51,11 @@ pub struct Cluster {
     pub node_name: String,
     pub bridge: String,
     pub api_port: u16,
+    /// Address range of the pods; its first address is the bridge gateway, where the
+    /// cluster DNS server listens.
+    pub pod_cidr: String,
+    /// Suffix of the proxy's nftables table and dummy link.
+    pub proxy_suffix: String,
     log_path: PathBuf,
 }
 
@@ -84,6 +96,8 @@ impl Cluster {
         let bridge = format!("cst{slot}x{index}");
         let api_port = free_port();
         let kubelet_port = free_port();
+        let pod_cidr = format!("10.{}.{}.0/24", 150 + slot, index);
+        let proxy_suffix = format!("{slot}x{index}");
         let mut args = vec![
             "up".to_string(),
             "--data-dir".into(),
@@ -97,7 +111,11 @@ impl Cluster {
             "--node-ip".into(),
             "127.0.0.1".into(),
             "--pod-cidr".into(),
-            format!("10.{}.{}.0/24", 150 + slot, index),
+            pod_cidr.clone(),
+            "--proxy-suffix".into(),
+            proxy_suffix.clone(),
+            "--dns-upstream".into(),
+            options.dns_upstream.clone(),
             "--bridge".into(),
             bridge.clone(),
             "--restart-backoff-ms".into(),
@@ -117,6 +135,8 @@ impl Cluster {
             node_name,
             bridge,
             api_port,
+            pod_cidr,
+            proxy_suffix,
             log_path,
         };
         cluster.spawn();
@@ -289,6 +309,14 @@ impl Cluster {
         }
     }
 
+    /// The bridge gateway address, where the cluster DNS server listens on port 53.
+    pub fn gateway(&self) -> String {
+        let network = self.pod_cidr.split('/').next().unwrap_or_default();
+        let mut octets: Vec<&str> = network.split('.').collect();
+        octets[3] = "1";
+        octets.join(".")
+    }
+
     /// The process id of the running server.
     pub fn server_pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -316,6 +344,11 @@ impl Cluster {
             kill_cgroup_tree(&root);
         }
         let _ = Command::new("ip").args(["link", "delete", &self.bridge]).output();
+        // a killed server cannot remove its proxy rules itself
+        let table = format!("capstan_{}", self.proxy_suffix);
+        let _ = Command::new("nft").args(["delete", "table", "ip", &table]).output();
+        let link: String = format!("cstsvc{}", self.proxy_suffix).chars().take(15).collect();
+        let _ = Command::new("ip").args(["link", "delete", &link]).output();
         remove_namespaces_listed(&self.data_dir.path().join("runtime"));
     }
 }

@@ -99,6 +99,9 @@ impl PodNetwork {
         ])
         .await?;
         run_ip(&["link", "set", veth, "master", &self.bridge, "up"]).await?;
+        // With br_netfilter, a pod's packet to its own Service is DNATed while still on the
+        // bridge and must leave through the port it came in on.
+        run_ip(&["link", "set", veth, "type", "bridge_slave", "hairpin", "on"]).await?;
         run_ip(&["-n", netns, "link", "set", "lo", "up"]).await?;
         run_ip(&["-n", netns, "addr", "add", &address, "dev", "eth0"]).await?;
         run_ip(&["-n", netns, "link", "set", "eth0", "up"]).await?;
