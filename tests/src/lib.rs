@@ -29,6 +29,8 @@ pub struct ClusterOptions {
     /// Upstream resolver of the cluster DNS server. Tests never reach the host's real
     /// resolvers: the default is the discard port on loopback, where nothing answers.
     pub dns_upstream: String,
+    /// Further arguments for `capstan up`, such as `--proxy-mode userspace`.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -37,6 +39,7 @@ impl Default for ClusterOptions {
             example: false,
             restart_backoff: Duration::from_millis(500),
             dns_upstream: "127.0.0.1:9".to_string(),
+            extra_args: Vec::new(),
         }
     }
 }
@@ -54,7 +57,7 @@ pub struct Cluster {
     /// Address range of the pods; its first address is the bridge gateway, where the
     /// cluster DNS server listens.
     pub pod_cidr: String,
-    /// Suffix of the proxy's nftables table and dummy link.
+    /// Suffix of the proxy's nftables table and address label.
     pub proxy_suffix: String,
     log_path: PathBuf,
 }
@@ -112,6 +115,8 @@ impl Cluster {
             "127.0.0.1".into(),
             "--pod-cidr".into(),
             pod_cidr.clone(),
+            "--service-cidr".into(),
+            format!("10.{}.{}.0/24", 150 + slot, 100 + index),
             "--proxy-suffix".into(),
             proxy_suffix.clone(),
             "--dns-upstream".into(),
@@ -124,6 +129,7 @@ impl Cluster {
         if !options.example {
             args.push("--no-example".into());
         }
+        args.extend(options.extra_args.iter().cloned());
         let log_path = data_dir.path().join("capstan.log");
         let kubeconfig = data_dir.path().join("kubeconfig");
         let mut cluster = Cluster {
@@ -347,8 +353,8 @@ impl Cluster {
         // a killed server cannot remove its proxy rules itself
         let table = format!("capstan_{}", self.proxy_suffix);
         let _ = Command::new("nft").args(["delete", "table", "ip", &table]).output();
-        let link: String = format!("cstsvc{}", self.proxy_suffix).chars().take(15).collect();
-        let _ = Command::new("ip").args(["link", "delete", &link]).output();
+        let label: String = format!("lo:cst{}", self.proxy_suffix).chars().take(15).collect();
+        let _ = Command::new("ip").args(["-4", "addr", "flush", "dev", "lo", "label", &label]).output();
         remove_namespaces_listed(&self.data_dir.path().join("runtime"));
     }
 }

@@ -368,6 +368,48 @@ spec:
 }
 
 #[test]
+fn userspace_mode_balances_without_nftables() {
+    let options = ClusterOptions {
+        extra_args: vec!["--proxy-mode".into(), "userspace".into()],
+        ..ClusterOptions::default()
+    };
+    let cluster = Cluster::start(options);
+    cluster.apply(WEB);
+    let pods = web_pods(&cluster);
+    cluster.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  ports: [{name: http, port: 80, targetPort: 8080}]\n",
+    );
+    let all: Vec<(&str, bool)> = pods.iter().map(|(_, ip)| (ip.as_str(), true)).collect();
+    cluster.apply(&endpoint_slice(&cluster, "web", ("http", 8080, "TCP"), &all));
+    let service = service_json(&cluster, "web");
+    let cluster_ip = service["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let node_port = service["spec"]["ports"][0]["nodePort"].as_u64().unwrap() as u16;
+    cluster.wait_until("the ClusterIP answers", Duration::from_secs(30), || {
+        http_get(&cluster_ip, 80, "/").is_some()
+    });
+
+    let table = format!("capstan_{}", cluster.proxy_suffix);
+    let listed = std::process::Command::new("nft").args(["list", "table", "ip", &table]).output().unwrap();
+    assert!(!listed.status.success(), "userspace mode must not program nftables");
+
+    for (address, port) in [(cluster_ip.as_str(), 80), ("127.0.0.1", node_port)] {
+        let counts = answers_from_host(address, port, 60);
+        let expected: Vec<String> = pods.iter().map(|(name, _)| hello(name)).collect();
+        assert_eq!(counts.keys().cloned().collect::<Vec<_>>(), expected, "{address}:{port} reached {counts:?}");
+        assert_eq!(counts.values().sum::<usize>(), 60);
+    }
+
+    // Marking an endpoint not ready takes it out of the rotation.
+    let mut marked = all.clone();
+    marked[1].1 = false;
+    cluster.apply(&endpoint_slice(&cluster, "web", ("http", 8080, "TCP"), &marked));
+    cluster.wait_until("not-ready endpoint drained", Duration::from_secs(30), || {
+        !answers_from_host(&cluster_ip, 80, 12).contains_key(&hello(&pods[1].0))
+    });
+    assert_eq!(answers_from_host(&cluster_ip, 80, 30).len(), 2);
+}
+
+#[test]
 #[ignore = "needs the EndpointSlice controller"]
 fn deployment_service_end_to_end() {
     let cluster = Cluster::start(ClusterOptions::default());

@@ -73,7 +73,8 @@ pub struct ProxyArgs {
     /// nftables or userspace.
     #[arg(long, value_enum, default_value_t = capstan_proxy::Mode::Auto)]
     proxy_mode: capstan_proxy::Mode,
-    /// Suffix of the proxy's nftables table (`capstan_<suffix>`) and dummy link, so that
+    /// Suffix of the proxy's nftables table (`capstan_<suffix>`) and of the label of its
+    /// userspace-mode addresses (`lo:cst<suffix>`), so that
     /// several clusters on one host keep apart.
     #[arg(long, default_value = "")]
     proxy_suffix: String,
@@ -302,10 +303,11 @@ async fn start_proxy(
         }
     };
     let suffix = &args.proxy.proxy_suffix;
-    let (table, dummy_link) = if suffix.is_empty() {
-        ("capstan".to_string(), "cstsvc".to_string())
+    let (table, address_label) = if suffix.is_empty() {
+        ("capstan".to_string(), "lo:cst".to_string())
     } else {
-        (format!("capstan_{suffix}"), format!("cstsvc{suffix}").chars().take(15).collect())
+        // interface labels are at most 15 characters
+        (format!("capstan_{suffix}"), format!("lo:cst{suffix}").chars().take(15).collect())
     };
     let dns = cluster_dns.map(|listen| {
         let upstreams = if args.proxy.dns_upstreams.is_empty() {
@@ -320,7 +322,7 @@ async fn start_proxy(
         node_name: node_name.to_string(),
         mode: args.proxy.proxy_mode,
         table,
-        dummy_link,
+        address_label,
         // Without br_netfilter, replies between pods on the bridge skip conntrack, so
         // pod-to-Service traffic must be masqueraded to come back through the host.
         masquerade_pod_cidr: (!capstan_proxy::nft::bridge_netfilter_enabled()).then(|| args.pod_cidr.clone()),

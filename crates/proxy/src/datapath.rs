@@ -32,7 +32,8 @@ enum Active {
     },
     Userspace {
         proxy: UserspaceProxy,
-        link: String,
+        /// Label (`lo:<name>`) of the ClusterIP addresses the proxy put on `lo`.
+        label: String,
         addresses: BTreeSet<Ipv4Addr>,
     },
 }
@@ -48,7 +49,7 @@ impl DataPath {
     pub async fn start(
         mode: Mode,
         options: RuleOptions,
-        dummy_link: String,
+        address_label: String,
     ) -> Result<DataPath, nft::NftError> {
         let node_name = options.node_name.clone();
         if mode != Mode::Userspace {
@@ -69,11 +70,11 @@ impl DataPath {
                 Err(error) => return Err(error),
             }
         }
-        tracing::info!(link = dummy_link, "proxy uses userspace listeners");
+        tracing::info!(label = address_label, "proxy uses userspace listeners");
         Ok(DataPath {
             active: Active::Userspace {
                 proxy: UserspaceProxy::new(Role::Everything, node_name),
-                link: dummy_link,
+                label: address_label,
                 addresses: BTreeSet::new(),
             },
         })
@@ -96,16 +97,16 @@ impl DataPath {
                 }
                 localhost.sync(view);
             }
-            Active::Userspace { proxy, link, addresses } => {
+            Active::Userspace { proxy, label, addresses } => {
                 let wanted: BTreeSet<Ipv4Addr> = view.iter().filter_map(|s| s.cluster_ip).collect();
-                sync_link_addresses(link, addresses, &wanted).await;
+                sync_addresses(label, addresses, &wanted).await;
                 proxy.sync(view);
             }
         }
     }
 
-    /// Removes what the proxy programmed: its nftables table, or its listeners and dummy
-    /// link. Nothing else on the host is touched.
+    /// Removes what the proxy programmed: its nftables table, or its listeners and the
+    /// addresses with its label. Nothing else on the host is touched.
     pub async fn clean_up(&mut self) {
         match &mut self.active {
             Active::Nftables { options, localhost } => {
@@ -115,11 +116,11 @@ impl DataPath {
                     Err(error) => tracing::warn!(%error, "failed to remove the proxy's nftables table"),
                 }
             }
-            Active::Userspace { proxy, link, addresses } => {
+            Active::Userspace { proxy, label, addresses } => {
                 proxy.stop();
                 addresses.clear();
-                if std::path::Path::new("/sys/class/net").join(link.as_str()).exists() {
-                    let _ = ip(&["link", "delete", link]).await;
+                if let Err(error) = ip(&["-4", "addr", "flush", "dev", "lo", "label", label]).await {
+                    tracing::warn!(label, %error, "failed to remove the proxy's ClusterIP addresses");
                 }
             }
         }
@@ -137,26 +138,25 @@ pub async fn run(mut data_path: DataPath, mut view: watch::Receiver<ServiceView>
     }
 }
 
-/// Puts exactly the ClusterIPs `wanted` on the dummy link, creating it on first use.
-async fn sync_link_addresses(link: &str, current: &mut BTreeSet<Ipv4Addr>, wanted: &BTreeSet<Ipv4Addr>) {
-    if !wanted.is_empty() && !std::path::Path::new("/sys/class/net").join(link).exists() {
-        if let Err(error) = ip(&["link", "add", link, "type", "dummy"]).await {
-            tracing::warn!(link, %error, "failed to create the dummy link for ClusterIPs");
-            return;
-        }
-        let _ = ip(&["link", "set", link, "up"]).await;
-        current.clear();
-    }
+/// Puts exactly the ClusterIPs `wanted` on `lo` with the proxy's label, so the node
+/// delivers their traffic to the listeners. A dummy link would be tidier, but kernels
+/// without the dummy driver exist (the development VMs have none), and `lo` is always
+/// there; the label keeps the proxy's addresses apart from all others.
+async fn sync_addresses(label: &str, current: &mut BTreeSet<Ipv4Addr>, wanted: &BTreeSet<Ipv4Addr>) {
     for address in wanted.difference(&current.clone()) {
-        match ip(&["addr", "replace", &format!("{address}/32"), "dev", link]).await {
+        let local = format!("{address}/32");
+        match ip(&["addr", "replace", &local, "dev", "lo", "label", label]).await {
             Ok(()) => {
                 current.insert(*address);
             }
-            Err(error) => tracing::warn!(link, %address, %error, "failed to add a ClusterIP to the dummy link"),
+            Err(error) => tracing::warn!(label, %address, %error, "failed to add a ClusterIP to lo"),
         }
     }
     for address in current.clone().difference(wanted) {
-        let _ = ip(&["addr", "del", &format!("{address}/32"), "dev", link]).await;
+        let local = format!("{address}/32");
+        if let Err(error) = ip(&["addr", "del", &local, "dev", "lo"]).await {
+            tracing::warn!(label, %address, %error, "failed to remove a ClusterIP from lo");
+        }
         current.remove(address);
     }
 }

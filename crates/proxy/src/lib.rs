@@ -23,8 +23,9 @@ pub struct ProxyConfig {
     pub mode: Mode,
     /// nftables table the proxy owns; only this table is ever changed or deleted.
     pub table: String,
-    /// Dummy link that carries the ClusterIPs in userspace mode (at most 15 characters).
-    pub dummy_link: String,
+    /// Label of the ClusterIP addresses that userspace mode puts on `lo`: `lo:` and up to
+    /// 12 more characters.
+    pub address_label: String,
     /// Pod range masqueraded when it reaches a Service, for hosts whose bridges bypass
     /// netfilter; `None` when bridged traffic passes conntrack.
     pub masquerade_pod_cidr: Option<String>,
@@ -55,7 +56,7 @@ pub async fn start(client: kube::Client, config: ProxyConfig) -> Result<ProxyHan
         node_name: config.node_name.clone(),
         masquerade_pod_cidr: config.masquerade_pod_cidr.clone(),
     };
-    let data_path = datapath::DataPath::start(config.mode, options, config.dummy_link.clone()).await?;
+    let data_path = datapath::DataPath::start(config.mode, options, config.address_label.clone()).await?;
 
     let (sender, receiver) = tokio::sync::watch::channel(watch::ServiceView::default());
     let dns = match &config.dns {

@@ -4,8 +4,8 @@
 //! It serves in two roles. Next to nftables it listens on `127.0.0.1:<NodePort>` only,
 //! because the kernel does not route DNATed packets with a loopback source unless
 //! `route_localnet` is turned on for the whole host. Without nftables it is the whole data
-//! path: it listens on every NodePort and on every ClusterIP, which it adds to a dummy
-//! link so the node (and pods, through their gateway) reach it.
+//! path: it listens on every NodePort and on every ClusterIP, which it adds to `lo` so
+//! the node (and pods, through their gateway) deliver that traffic locally.
 
 mod balance;
 mod tcp;
@@ -155,7 +155,7 @@ impl Drop for UserspaceProxy {
 }
 
 /// Binds a socket with `IP_FREEBIND`, so a ClusterIP listener can start before the address
-/// is on the dummy link, and with `SO_REUSEADDR` for quick restarts.
+/// is on `lo`, and with `SO_REUSEADDR` for quick restarts.
 pub(crate) fn bind_socket(address: SocketAddr, kind: socket2::Type) -> std::io::Result<socket2::Socket> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, kind, None)?;
     socket.set_reuse_address(true)?;
