@@ -315,7 +315,7 @@ impl Cluster {
         }
     }
 
-    /// The bridge gateway address, where the cluster DNS server listens on port 53.
+    /// Returns the bridge gateway address, where the cluster DNS server listens on port 53.
     pub fn gateway(&self) -> String {
         let network = self.pod_cidr.split('/').next().unwrap_or_default();
         let mut octets: Vec<&str> = network.split('.').collect();

@@ -52,7 +52,7 @@ for _ in range(240):
 time.sleep(100000)
 "#;
 
-/// A process pod that runs `python3 -c script args…`, with its name in `POD_NAME`.
+/// Builds a process pod that runs `python3 -c script args…`, with its name in `POD_NAME`.
 fn python_pod(name: &str, restart: &str, script: &str, args: &[&str]) -> String {
     let mut command = vec!["python3", "-c", script];
     command.extend(args);
@@ -90,7 +90,7 @@ fn counts_line(log: &str, prefix: &str) -> BTreeMap<String, usize> {
     serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("bad {prefix} line {line:?}: {e}"))
 }
 
-/// A web Deployment's ready pods as (name, IP), sorted by name.
+/// Waits for the web Deployment's three ready pods and returns them as (name, IP), sorted by name.
 fn web_pods(cluster: &Cluster) -> Vec<(String, String)> {
     cluster.wait_until("three ready web pods", Duration::from_secs(90), || {
         let pods = cluster.pods("app=web");
@@ -115,7 +115,7 @@ fn wait_for_pod(cluster: &Cluster, name: &str) {
     });
 }
 
-/// An EndpointSlice for `service` with one endpoint per (IP, ready) pair.
+/// Builds an EndpointSlice for `service` with one endpoint per (IP, ready) pair.
 fn endpoint_slice(cluster: &Cluster, service: &str, port: (&str, u16, &str), endpoints: &[(&str, bool)]) -> String {
     let endpoints: Vec<Value> = endpoints
         .iter()
@@ -150,23 +150,30 @@ fn hello(pod: &str) -> String {
     format!("hello from {pod}")
 }
 
+/// Creates the NodePort Service `web` without a selector and its EndpointSlice with
+/// `endpoints`, waits until the ClusterIP answers, and returns the ClusterIP and NodePort.
+fn web_node_port_service(cluster: &Cluster, endpoints: &[(&str, bool)]) -> (String, u16) {
+    cluster.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  ports: [{name: http, port: 80, targetPort: 8080}]\n",
+    );
+    cluster.apply(&endpoint_slice(cluster, "web", ("http", 8080, "TCP"), endpoints));
+    let service = service_json(cluster, "web");
+    let cluster_ip = service["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let node_port = service["spec"]["ports"][0]["nodePort"].as_u64().unwrap() as u16;
+    cluster.wait_until("the ClusterIP answers", Duration::from_secs(30), || {
+        http_get(&cluster_ip, 80, "/").is_some()
+    });
+    (cluster_ip, node_port)
+}
+
 #[test]
 fn clusterip_balances_and_follows_endpoints() {
     let cluster = Cluster::start(ClusterOptions::default());
     cluster.apply(WEB);
     let pods = web_pods(&cluster);
 
-    cluster.apply(
-        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  ports: [{name: http, port: 80, targetPort: 8080}]\n",
-    );
     let all: Vec<(&str, bool)> = pods.iter().map(|(_, ip)| (ip.as_str(), true)).collect();
-    cluster.apply(&endpoint_slice(&cluster, "web", ("http", 8080, "TCP"), &all));
-    let service = service_json(&cluster, "web");
-    let cluster_ip = service["spec"]["clusterIP"].as_str().unwrap().to_string();
-    let node_port = service["spec"]["ports"][0]["nodePort"].as_u64().unwrap() as u16;
-    cluster.wait_until("the ClusterIP answers", Duration::from_secs(30), || {
-        http_get(&cluster_ip, 80, "/").is_some()
-    });
+    let (cluster_ip, node_port) = web_node_port_service(&cluster, &all);
 
     // From the host: 300 connections reach every replica.
     let counts = answers_from_host(&cluster_ip, 80, 300);
@@ -241,8 +248,8 @@ fn pod_reaches_itself_through_service() {
     assert!(log.contains("HAIRPIN hello from selfie"), "log:\n{log}");
 }
 
-/// A DNS server on loopback that answers every A question with 192.0.2.77, standing in
-/// for the upstream resolvers.
+/// Starts a DNS server on loopback that answers every A question with 192.0.2.77, standing
+/// in for the upstream resolvers.
 fn start_upstream() -> SocketAddr {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the upstream DNS server");
     let address = socket.local_addr().unwrap();
@@ -330,7 +337,7 @@ fn dns_headless_srv_and_udp() {
     assert_eq!(forwarded.metadata.response_code, ResponseCode::NoError);
     assert_eq!(answer_data(&forwarded), ["192.0.2.77"], "the loopback upstream answers other names");
 
-    // UDP through a ClusterIP: an echo pod answers with its name.
+    // UDP through a ClusterIP: an echo pod returns each datagram with an `echo:` prefix.
     cluster.apply(
         r#"
 apiVersion: v1
@@ -376,17 +383,8 @@ fn userspace_mode_balances_without_nftables() {
     let cluster = Cluster::start(options);
     cluster.apply(WEB);
     let pods = web_pods(&cluster);
-    cluster.apply(
-        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  ports: [{name: http, port: 80, targetPort: 8080}]\n",
-    );
     let all: Vec<(&str, bool)> = pods.iter().map(|(_, ip)| (ip.as_str(), true)).collect();
-    cluster.apply(&endpoint_slice(&cluster, "web", ("http", 8080, "TCP"), &all));
-    let service = service_json(&cluster, "web");
-    let cluster_ip = service["spec"]["clusterIP"].as_str().unwrap().to_string();
-    let node_port = service["spec"]["ports"][0]["nodePort"].as_u64().unwrap() as u16;
-    cluster.wait_until("the ClusterIP answers", Duration::from_secs(30), || {
-        http_get(&cluster_ip, 80, "/").is_some()
-    });
+    let (cluster_ip, node_port) = web_node_port_service(&cluster, &all);
 
     let table = format!("capstan_{}", cluster.proxy_suffix);
     let listed = std::process::Command::new("nft").args(["list", "table", "ip", &table]).output().unwrap();

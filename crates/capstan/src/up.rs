@@ -279,7 +279,7 @@ async fn start_agent(
     Ok(())
 }
 
-/// The DNS server's address: `--cluster-dns` or the bridge gateway, on `--dns-port`.
+/// Returns the DNS server's address: `--cluster-dns` or the bridge gateway, on `--dns-port`.
 fn cluster_dns_address(args: &UpArgs) -> Option<SocketAddr> {
     let gateway = capstan_proxy::nft::gateway_of(&args.pod_cidr).map(IpAddr::V4);
     let ip = args.proxy.cluster_dns.or(gateway)?;

@@ -12,7 +12,7 @@ use crate::nft::{self, RuleOptions};
 use crate::userspace::{Role, UserspaceProxy};
 use crate::watch::ServiceView;
 
-/// Which data path the proxy programs.
+/// Data path that the proxy programs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// nftables when `nft` works here, else userspace.
@@ -80,7 +80,7 @@ impl DataPath {
         })
     }
 
-    /// Whether the kernel path is in use.
+    /// Returns whether the kernel path is in use.
     pub fn is_nftables(&self) -> bool {
         matches!(self.active, Active::Nftables { .. })
     }
@@ -139,9 +139,8 @@ pub async fn run(mut data_path: DataPath, mut view: watch::Receiver<ServiceView>
 }
 
 /// Puts exactly the ClusterIPs `wanted` on `lo` with the proxy's label, so the node
-/// delivers their traffic to the listeners. A dummy link would be tidier, but kernels
-/// without the dummy driver exist (the development VMs have none), and `lo` is always
-/// there; the label keeps the proxy's addresses apart from all others.
+/// delivers their traffic to the listeners. `lo` is used because some kernels lack the
+/// dummy driver, and the label keeps the proxy's addresses apart from all others.
 async fn sync_addresses(label: &str, current: &mut BTreeSet<Ipv4Addr>, wanted: &BTreeSet<Ipv4Addr>) {
     for address in wanted.difference(&current.clone()) {
         let local = format!("{address}/32");

@@ -135,7 +135,7 @@ impl RequestHandler for ClusterDns {
     }
 }
 
-/// An EDNS record for the response when the request had one, as RFC 6891 requires.
+/// Builds the response EDNS record when the request had one, as RFC 6891 requires.
 fn response_edns(request: &Request) -> Option<Edns> {
     let request_edns = request.edns.as_ref()?;
     let mut edns = Edns::new();

@@ -21,7 +21,7 @@ use crate::model::{ReadyAddress, ServiceEntry};
 /// TTL of every answer, in seconds, short so that endpoint changes show quickly.
 pub const TTL: u32 = 5;
 
-/// What the server does with one question.
+/// Result of looking up one question.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
     /// The name exists: these records answer it (possibly none of the asked type), with
@@ -186,7 +186,7 @@ impl Zone<'_> {
         Outcome::Answer { answers, additionals: Vec::new() }
     }
 
-    /// The zone's SOA record, also sent in the authority section of negative answers so
+    /// Returns the zone's SOA record, also sent in the authority section of negative answers so
     /// resolvers cache them for [`TTL`] seconds.
     pub fn soa(&self) -> Record {
         let data = SOA::new(
@@ -202,7 +202,7 @@ impl Zone<'_> {
     }
 }
 
-/// A records for `addresses` when `kind` asks for them (A or ANY); none otherwise.
+/// Builds A records for `addresses` when `kind` is A or ANY, and none otherwise.
 fn a_records(name: &str, addresses: &[Ipv4Addr], kind: RecordType) -> Vec<Record> {
     if kind != RecordType::A && kind != RecordType::ANY {
         return Vec::new();
@@ -214,7 +214,7 @@ fn a_records(name: &str, addresses: &[Ipv4Addr], kind: RecordType) -> Vec<Record
         .collect()
 }
 
-/// The DNS label of a headless endpoint: its hostname, or its address with dashes.
+/// Returns the DNS label of a headless endpoint: its hostname, or its address with dashes.
 fn host_label(address: &ReadyAddress) -> String {
     match &address.hostname {
         Some(hostname) => hostname.to_ascii_lowercase(),

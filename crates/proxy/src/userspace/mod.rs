@@ -21,7 +21,7 @@ pub use balance::Balancer;
 
 use crate::model::{Endpoint, Protocol, ServiceEntry};
 
-/// Which Service addresses the userspace proxy listens on.
+/// Set of Service addresses the userspace proxy listens on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     /// Only `127.0.0.1:<NodePort>`, next to the nftables rules.
@@ -40,7 +40,7 @@ pub struct Frontend {
 /// A frontend's endpoints and its balancing state, shared with its listener task.
 pub type SharedBalancer = Arc<RwLock<Balancer>>;
 
-/// Lists the frontends `view` asks for in `role`, each with the endpoints its traffic may
+/// Lists the frontends that `view` requests in `role`, each with the endpoints its traffic may
 /// reach on node `node_name` and the Service's affinity timeout.
 pub fn frontends(
     view: &[ServiceEntry],
@@ -97,7 +97,7 @@ impl UserspaceProxy {
         }
     }
 
-    /// Starts listeners for new frontends, stops those no Service asks for, and hands
+    /// Starts listeners for new frontends, stops those that no Service requests, and hands
     /// changed endpoint lists to running listeners. A frontend whose socket cannot be bound
     /// is logged and tried again on the next sync.
     pub fn sync(&mut self, view: &[ServiceEntry]) {

@@ -115,8 +115,8 @@ impl Enter {
 /// are made slaves first, so the bind stays private to the container while mounts made on
 /// the host later still appear in it.
 fn mount_resolv_conf(source: &std::ffi::CStr) -> io::Result<()> {
-    // SAFETY: unshare and mount take pointers to NUL-terminated strings that live in
-    // `self` or are static; both calls are async-signal-safe and allocate nothing.
+    // SAFETY: unshare and mount take pointers to NUL-terminated strings that outlive the
+    // calls. Both are async-signal-safe system calls and allocate nothing.
     unsafe {
         if libc::unshare(libc::CLONE_NEWNS) != 0 {
             return Err(io::Error::last_os_error());

@@ -12,7 +12,7 @@ use crate::runtime::{RuntimeError, SandboxConfig, SandboxStatus};
 pub(super) const RESOLV_CONF: &str = "resolv.conf";
 
 impl ProcessRuntime {
-    /// The pod's resolv.conf for a container of sandbox `sandbox_id`, if it has one.
+    /// Returns the pod's resolv.conf for a container of sandbox `sandbox_id`, if it has one.
     pub(super) fn resolv_conf_of(&self, sandbox_id: &str) -> Option<PathBuf> {
         let path = self.sandbox_dir(sandbox_id).join(RESOLV_CONF);
         path.exists().then_some(path)
