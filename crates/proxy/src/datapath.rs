@@ -71,6 +71,10 @@ impl DataPath {
             }
         }
         tracing::info!(label = address_label, "proxy uses userspace listeners");
+        // addresses left by a proxy that was killed before it could remove them
+        if let Err(error) = ip(&["-4", "addr", "flush", "dev", "lo", "label", &address_label]).await {
+            tracing::warn!(label = address_label, %error, "failed to remove stale ClusterIP addresses");
+        }
         Ok(DataPath {
             active: Active::Userspace {
                 proxy: UserspaceProxy::new(Role::Everything, node_name),
