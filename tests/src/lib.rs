@@ -31,11 +31,22 @@ pub struct ClusterOptions {
     /// Start `capstan up --runtime cri`: a private containerd with the test images
     /// from `scripts/build-images`, and `cri` as the default runtime.
     pub cri: bool,
+    /// Upstream resolver of the cluster DNS server. Tests never reach the host's real
+    /// resolvers: the default is the discard port on loopback, where nothing answers.
+    pub dns_upstream: String,
+    /// Further arguments for `capstan up`, such as `--proxy-mode userspace`.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { example: false, restart_backoff: Duration::from_millis(500), cri: false }
+        ClusterOptions {
+            example: false,
+            restart_backoff: Duration::from_millis(500),
+            cri: false,
+            dns_upstream: "127.0.0.1:9".to_string(),
+            extra_args: Vec::new(),
+        }
     }
 }
 
@@ -49,6 +60,11 @@ pub struct Cluster {
     pub node_name: String,
     pub bridge: String,
     pub api_port: u16,
+    /// Address range of the pods; its first address is the bridge gateway, where the
+    /// cluster DNS server listens.
+    pub pod_cidr: String,
+    /// Suffix of the proxy's nftables table and address label.
+    pub proxy_suffix: String,
     log_path: PathBuf,
     /// The CRI pod network's bridge, for clusters started with `cri`.
     pub cri_bridge: Option<String>,
@@ -91,6 +107,8 @@ impl Cluster {
         let bridge = format!("cst{slot}x{index}");
         let api_port = free_port();
         let kubelet_port = free_port();
+        let pod_cidr = format!("10.{}.{}.0/24", 150 + slot, index);
+        let proxy_suffix = format!("{slot}x{index}");
         let mut args = vec![
             "up".to_string(),
             "--data-dir".into(),
@@ -104,7 +122,13 @@ impl Cluster {
             "--node-ip".into(),
             "127.0.0.1".into(),
             "--pod-cidr".into(),
-            format!("10.{}.{}.0/24", 150 + slot, index),
+            pod_cidr.clone(),
+            "--service-cidr".into(),
+            format!("10.{}.{}.0/24", 150 + slot, 100 + index),
+            "--proxy-suffix".into(),
+            proxy_suffix.clone(),
+            "--dns-upstream".into(),
+            options.dns_upstream.clone(),
             "--bridge".into(),
             bridge.clone(),
             "--restart-backoff-ms".into(),
@@ -125,6 +149,7 @@ impl Cluster {
                 cri_bridge.clone(),
             ]);
         }
+        args.extend(options.extra_args.iter().cloned());
         let log_path = data_dir.path().join("capstan.log");
         let kubeconfig = data_dir.path().join("kubeconfig");
         let mut cluster = Cluster {
@@ -136,6 +161,8 @@ impl Cluster {
             node_name,
             bridge,
             api_port,
+            pod_cidr,
+            proxy_suffix,
             log_path,
             cri_bridge,
         };
@@ -309,6 +336,14 @@ impl Cluster {
         }
     }
 
+    /// Returns the bridge gateway address, where the cluster DNS server listens on port 53.
+    pub fn gateway(&self) -> String {
+        let network = self.pod_cidr.split('/').next().unwrap_or_default();
+        let mut octets: Vec<&str> = network.split('.').collect();
+        octets[3] = "1";
+        octets.join(".")
+    }
+
     /// The process id of the running server.
     pub fn server_pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -336,6 +371,11 @@ impl Cluster {
             kill_cgroup_tree(&root);
         }
         let _ = Command::new("ip").args(["link", "delete", &self.bridge]).output();
+        // a killed server cannot remove its proxy rules itself
+        let table = format!("capstan_{}", self.proxy_suffix);
+        let _ = Command::new("nft").args(["delete", "table", "ip", &table]).output();
+        let label: String = format!("lo:cst{}", self.proxy_suffix).chars().take(15).collect();
+        let _ = Command::new("ip").args(["-4", "addr", "flush", "dev", "lo", "label", &label]).output();
         remove_namespaces_listed(&self.data_dir.path().join("runtime"));
     }
 }

@@ -53,6 +53,8 @@ pub struct AgentConfig {
     pub restart_backoff: (Duration, Duration),
     /// Lease renewal period; Kubernetes uses 10 s.
     pub heartbeat: Duration,
+    /// The cluster DNS server written into pods' resolv.conf.
+    pub cluster_dns: pod::dns::ClusterDns,
 }
 
 /// Failure that stops the agent.
@@ -135,6 +137,7 @@ async fn run_agent(client: kube::Client, runtime: Arc<RuntimeSet>, config: Agent
         backoff: config.restart_backoff,
         node_cpu_millis: i64::from(host.cpus) * 1000,
         node_memory_bytes: host.memory_bytes,
+        cluster_dns: config.cluster_dns.clone(),
     });
     pod::manager::run_pods(client, context).await?;
     Err(AgentError::WatchEnded { node: config.node_name })

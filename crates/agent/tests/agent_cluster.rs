@@ -118,6 +118,7 @@ impl Cluster {
             labels: BTreeMap::new(),
             restart_backoff: backoff,
             heartbeat: Duration::from_secs(1),
+            cluster_dns: Default::default(),
         };
         let handler = runtime.handler().to_string();
         let runtimes = BTreeMap::from([(handler.clone(), runtime)]);

@@ -64,6 +64,36 @@ pub struct UpArgs {
     node_port_range: capstan_apiserver::services::NodePortRange,
     #[command(flatten)]
     runtimes: RuntimeArgs,
+    #[command(flatten)]
+    proxy: ProxyArgs,
+}
+
+/// Settings of the node's Service proxy and DNS server.
+#[derive(clap::Args)]
+pub struct ProxyArgs {
+    /// Data path for Service traffic: auto (nftables when available, else userspace),
+    /// nftables or userspace.
+    #[arg(long, value_enum, default_value_t = capstan_proxy::Mode::Auto)]
+    proxy_mode: capstan_proxy::Mode,
+    /// Suffix of the proxy's nftables table (`capstan_<suffix>`) and of the label of its
+    /// userspace-mode addresses (`lo:cst<suffix>`), so that
+    /// several clusters on one host keep apart.
+    #[arg(long, default_value = "")]
+    proxy_suffix: String,
+    /// Address of the cluster DNS server; the pod bridge's gateway address by default.
+    #[arg(long)]
+    cluster_dns: Option<IpAddr>,
+    /// Port of the cluster DNS server. Pods reach it only on 53, because resolv.conf has
+    /// no port field.
+    #[arg(long, default_value_t = 53)]
+    dns_port: u16,
+    /// The cluster domain that Service and pod names end in.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Resolver (IP:port) for names outside the cluster domain; repeat for more. The
+    /// nameservers of /etc/resolv.conf by default.
+    #[arg(long = "dns-upstream")]
+    dns_upstreams: Vec<SocketAddr>,
 }
 
 /// `/var/lib/capstan` for root, `~/.local/share/capstan` for other users.
@@ -134,7 +164,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .then(|| capstan_agent::runtime::process::HANDLER.to_string());
     let mut tasks = tokio::task::JoinSet::new();
     start_control_plane(&mut tasks, &server_url, &authority).await?;
-    start_agent(&mut tasks, &args, node_runtimes, &server_url, &authority, &node_name, node_ip).await?;
+    let cluster_dns = cluster_dns_address(&args);
+    start_agent(&mut tasks, &args, node_runtimes, &server_url, &authority, &node_name, node_ip, cluster_dns).await?;
+    let proxy = start_proxy(&args, &server_url, &authority, &node_name, cluster_dns).await;
 
     if !args.no_example {
         create_example(admin.clone(), example_runtime_class).await?;
@@ -147,6 +179,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     info!("stopping; pods keep running and are adopted by the next `capstan up`");
     tasks.abort_all();
+    if let Some(proxy) = proxy {
+        proxy.shutdown().await;
+    }
     if let Some(containerd) = containerd {
         containerd.stop().await;
     }
@@ -203,6 +238,7 @@ async fn start_agent(
     authority: &Authority,
     node_name: &str,
     node_ip: IpAddr,
+    cluster_dns: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let user = format!("system:node:{node_name}");
     let client =
@@ -230,6 +266,10 @@ async fn start_agent(
         labels,
         restart_backoff: (base, Duration::from_secs(300).max(base)),
         heartbeat: Duration::from_secs(10),
+        cluster_dns: capstan_agent::pod::dns::ClusterDns {
+            servers: cluster_dns.map(|address| address.ip()).into_iter().collect(),
+            domain: args.proxy.cluster_domain.clone(),
+        },
     };
     tasks.spawn(supervise("node agent", move || {
         let (client, runtimes, config) = (client.clone(), runtimes.clone(), config.clone());
@@ -237,6 +277,64 @@ async fn start_agent(
         async move { capstan_agent::run(client, runtimes, &handler, config).await }
     }));
     Ok(())
+}
+
+/// Returns the DNS server's address: `--cluster-dns` or the bridge gateway, on `--dns-port`.
+fn cluster_dns_address(args: &UpArgs) -> Option<SocketAddr> {
+    let gateway = capstan_proxy::nft::gateway_of(&args.pod_cidr).map(IpAddr::V4);
+    let ip = args.proxy.cluster_dns.or(gateway)?;
+    Some(SocketAddr::new(ip, args.proxy.dns_port))
+}
+
+/// Starts the Service proxy and the DNS server. A failure is logged, not returned: the
+/// rest of the cluster works without Services, as on a host without root.
+async fn start_proxy(
+    args: &UpArgs,
+    server_url: &str,
+    authority: &Authority,
+    node_name: &str,
+    cluster_dns: Option<SocketAddr>,
+) -> Option<capstan_proxy::ProxyHandle> {
+    let client = match kubeconfig::client_for(server_url, authority, "kube-proxy", "system:kube-proxy", &[]).await {
+        Ok(client) => client,
+        Err(error) => {
+            warn!(%error, "failed to create the proxy's client; Services are unreachable");
+            return None;
+        }
+    };
+    let suffix = &args.proxy.proxy_suffix;
+    let (table, address_label) = if suffix.is_empty() {
+        ("capstan".to_string(), "lo:cst".to_string())
+    } else {
+        // interface labels are at most 15 characters
+        (format!("capstan_{suffix}"), format!("lo:cst{suffix}").chars().take(15).collect())
+    };
+    let dns = cluster_dns.map(|listen| {
+        let upstreams = if args.proxy.dns_upstreams.is_empty() {
+            let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            capstan_proxy::dns::upstreams_from_resolv_conf(&host, listen)
+        } else {
+            args.proxy.dns_upstreams.clone()
+        };
+        capstan_proxy::dns::DnsConfig { listen, domain: args.proxy.cluster_domain.clone(), upstreams }
+    });
+    let config = capstan_proxy::ProxyConfig {
+        node_name: node_name.to_string(),
+        mode: args.proxy.proxy_mode,
+        table,
+        address_label,
+        // Without br_netfilter, replies between pods on the bridge skip conntrack, so
+        // pod-to-Service traffic must be masqueraded to come back through the host.
+        masquerade_pod_cidr: (!capstan_proxy::nft::bridge_netfilter_enabled()).then(|| args.pod_cidr.clone()),
+        dns,
+    };
+    match capstan_proxy::start(client, config).await {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            warn!(%error, "failed to start the Service proxy; Services are unreachable");
+            None
+        }
+    }
 }
 
 /// Runs a component, restarting it with a growing delay when it fails, until aborted.

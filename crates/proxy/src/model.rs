@@ -91,6 +91,29 @@ pub struct ServiceEntry {
     pub external_local: bool,
 }
 
+impl ServiceEntry {
+    /// The endpoints that ClusterIP traffic to `port` may reach from node `node_name`:
+    /// every ready endpoint, or only this node's with `internalTrafficPolicy: Local`.
+    pub fn cluster_endpoints(&self, port: &ServicePort, node_name: &str) -> Vec<Endpoint> {
+        local_only(&port.endpoints, self.internal_local, node_name)
+    }
+
+    /// The endpoints that NodePort traffic to `port` may reach: every ready endpoint, or
+    /// only this node's with `externalTrafficPolicy: Local`.
+    pub fn external_endpoints(&self, port: &ServicePort, node_name: &str) -> Vec<Endpoint> {
+        local_only(&port.endpoints, self.external_local, node_name)
+    }
+}
+
+/// Keeps the endpoints on `node_name` when `local` is set, else all of them.
+pub fn local_only(endpoints: &[Endpoint], local: bool, node_name: &str) -> Vec<Endpoint> {
+    endpoints
+        .iter()
+        .filter(|endpoint| !local || endpoint.node_name.as_deref() == Some(node_name))
+        .cloned()
+        .collect()
+}
+
 /// Joins Services with the EndpointSlices labelled with their name. The result is sorted by
 /// namespace and name, so the same cluster state always renders the same rules.
 pub fn build_services(services: &[Service], slices: &[EndpointSlice]) -> Vec<ServiceEntry> {

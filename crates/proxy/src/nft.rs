@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::model::{Endpoint, ServiceEntry, ServicePort};
+use crate::model::{Endpoint, ServiceEntry, ServicePort, local_only};
 
 /// Packet mark bit that asks postrouting to masquerade, the bit kube-proxy uses.
 const MASQUERADE_MARK: &str = "0x4000";
@@ -233,14 +233,6 @@ impl Plan {
         ));
         self.chains.push((name.to_string(), rules));
     }
-}
-
-fn local_only(endpoints: &[Endpoint], local: bool, node_name: &str) -> Vec<Endpoint> {
-    endpoints
-        .iter()
-        .filter(|endpoint| !local || endpoint.node_name.as_deref() == Some(node_name))
-        .cloned()
-        .collect()
 }
 
 /// `<namespace>/<name>/<protocol>/<port name or number>`: the part of a chain name that

@@ -198,6 +198,7 @@ mod tests {
             backoff: (Duration::from_secs(10), Duration::from_secs(300)),
             node_cpu_millis: 1000,
             node_memory_bytes: 1 << 30,
+            cluster_dns: Default::default(),
         })
     }
 

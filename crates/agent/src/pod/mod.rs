@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod container;
+pub mod dns;
 pub mod env;
 pub mod manager;
 pub mod probe;

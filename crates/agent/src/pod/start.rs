@@ -47,6 +47,7 @@ impl PodWorker {
                 .join(self.uid())
                 .join("logs"),
             labels: self.pod.metadata.labels.clone().unwrap_or_default(),
+            dns: super::dns::pod_dns(&spec, self.namespace(), &self.context.cluster_dns),
         }
     }
 

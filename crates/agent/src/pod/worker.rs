@@ -32,6 +32,8 @@ pub struct WorkerContext {
     pub backoff: (Duration, Duration),
     pub node_cpu_millis: i64,
     pub node_memory_bytes: i64,
+    /// The cluster DNS server that pods with `dnsPolicy: ClusterFirst` use.
+    pub cluster_dns: super::dns::ClusterDns,
 }
 
 /// Message from the pod watch to a worker.

@@ -28,6 +28,7 @@ fn harness() -> Harness {
         backoff: (Duration::from_secs(10), Duration::from_secs(300)),
         node_cpu_millis: 2000,
         node_memory_bytes: 1 << 30,
+        cluster_dns: Default::default(),
     });
     Harness {
         runtime,

@@ -59,6 +59,34 @@ pub struct SandboxConfig {
     pub log_directory: PathBuf,
     /// Pod-level labels, kept so that `list_sandboxes` can return them after a restart.
     pub labels: BTreeMap<String, String>,
+    /// The pod's resolver settings; `None` keeps the node's resolv.conf.
+    pub dns: Option<DnsSettings>,
+}
+
+/// A pod's resolv.conf contents, as `dnsPolicy` and `dnsConfig` give them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsSettings {
+    pub nameservers: Vec<String>,
+    pub searches: Vec<String>,
+    /// Options such as `ndots:5`.
+    pub options: Vec<String>,
+}
+
+impl DnsSettings {
+    /// Renders the settings in resolv.conf syntax.
+    pub fn to_resolv_conf(&self) -> String {
+        let mut text = String::new();
+        for server in &self.nameservers {
+            text.push_str(&format!("nameserver {server}\n"));
+        }
+        if !self.searches.is_empty() {
+            text.push_str(&format!("search {}\n", self.searches.join(" ")));
+        }
+        if !self.options.is_empty() {
+            text.push_str(&format!("options {}\n", self.options.join(" ")));
+        }
+        text
+    }
 }
 
 /// The state of a pod sandbox.

@@ -79,6 +79,7 @@ impl Fixture {
             log_directory: self.log_dir.join(name),
             labels: BTreeMap::from([("app".to_string(), name.to_string())]),
             runtime_handler: String::new(),
+            dns: None,
         }
     }
 

@@ -31,6 +31,11 @@ pub fn sandbox_config(config: &SandboxConfig, cgroup_parent: &str) -> cri::PodSa
         log_directory: log_directory.clone(),
         labels: config.labels.clone().into_iter().collect(),
         annotations: HashMap::from([(LOG_DIRECTORY_ANNOTATION.to_string(), log_directory)]),
+        dns_config: config.dns.as_ref().map(|dns| cri::DnsConfig {
+            servers: dns.nameservers.clone(),
+            searches: dns.searches.clone(),
+            options: dns.options.clone(),
+        }),
         linux: Some(cri::LinuxPodSandboxConfig {
             cgroup_parent: cgroup_parent.to_string(),
             security_context: Some(cri::LinuxSandboxSecurityContext {

@@ -142,6 +142,7 @@ impl ProcessRuntime {
             env: record.env.clone(),
             working_dir: record.working_dir.clone(),
             netns_path: record.netns.as_deref().map(netns_path),
+            resolv_conf: self.resolv_conf_of(&record.sandbox_id),
             cgroup_procs: layout
                 .zip(cgroup)
                 .map(|(l, c)| l.procs_files(c))

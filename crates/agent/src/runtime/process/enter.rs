@@ -1,10 +1,11 @@
 //! Moving a child process into a pod's network namespace and a container's cgroups
-//! between `fork` and `exec`.
+//! between `fork` and `exec`, and giving it the pod's resolv.conf.
 //!
 //! Every file is opened before the fork, so that the code that runs in the child makes only
 //! async-signal-safe system calls: the parent may be a multi-threaded agent whose allocator
 //! lock another thread held at the time of the fork.
 
+use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -15,12 +16,19 @@ use std::path::{Path, PathBuf};
 pub struct Enter {
     netns: Option<OwnedFd>,
     cgroup_procs: Vec<File>,
+    /// File to bind-mount over `/etc/resolv.conf` in a new mount namespace.
+    resolv_conf: Option<CString>,
 }
+
+/// The mount target of the pod's resolver settings.
+const RESOLV_CONF_TARGET: &std::ffi::CStr = c"/etc/resolv.conf";
 
 impl Enter {
     /// Opens the network namespace file (such as `/run/netns/cst-…`) and the `cgroup.procs`
     /// files. A `cgroup.procs` file that does not exist is skipped, like its controller.
-    pub fn open(netns: Option<&Path>, cgroup_procs: &[PathBuf]) -> io::Result<Self> {
+    /// With `resolv_conf`, the child gets its own mount namespace in which that file is
+    /// bind-mounted over `/etc/resolv.conf`.
+    pub fn open(netns: Option<&Path>, cgroup_procs: &[PathBuf], resolv_conf: Option<&Path>) -> io::Result<Self> {
         let netns = match netns {
             Some(path) => Some(OwnedFd::from(
                 File::open(path).map_err(|err| with_path(err, path))?,
@@ -35,9 +43,18 @@ impl Enter {
                 Err(err) => return Err(with_path(err, path)),
             }
         }
+        let resolv_conf = match resolv_conf {
+            Some(path) => {
+                use std::os::unix::ffi::OsStrExt;
+                let bytes = path.as_os_str().as_bytes().to_vec();
+                Some(CString::new(bytes).map_err(|_| with_path(io::ErrorKind::InvalidInput.into(), path))?)
+            }
+            None => None,
+        };
         Ok(Self {
             netns,
             cgroup_procs: files,
+            resolv_conf,
         })
     }
 
@@ -67,7 +84,8 @@ impl Enter {
         self.join()
     }
 
-    /// Writes the calling process into the cgroups and enters the network namespace.
+    /// Writes the calling process into the cgroups, enters the network namespace and
+    /// mounts the pod's resolv.conf.
     fn join(&self) -> io::Result<()> {
         // SAFETY: getpid, write and setns are async-signal-safe system calls on file
         // descriptors this struct owns; no memory is allocated.
@@ -86,8 +104,32 @@ impl Enter {
                 return Err(io::Error::last_os_error());
             }
         }
+        if let Some(source) = &self.resolv_conf {
+            mount_resolv_conf(source)?;
+        }
         Ok(())
     }
+}
+
+/// Unshares the mount namespace and bind-mounts `source` over `/etc/resolv.conf`. Mounts
+/// are made slaves first, so the bind stays private to the container while mounts made on
+/// the host later still appear in it.
+fn mount_resolv_conf(source: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: unshare and mount take pointers to NUL-terminated strings that outlive the
+    // calls. Both are async-signal-safe system calls and allocate nothing.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let none = std::ptr::null();
+        if libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::mount(source.as_ptr(), RESOLV_CONF_TARGET.as_ptr(), none, libc::MS_BIND, std::ptr::null()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Writes `value` in decimal to the start of `out` and returns the length.
@@ -127,8 +169,8 @@ mod tests {
 
     #[test]
     fn missing_cgroup_files_are_skipped() {
-        let enter = Enter::open(None, &[PathBuf::from("/nonexistent/cgroup.procs")]).unwrap();
+        let enter = Enter::open(None, &[PathBuf::from("/nonexistent/cgroup.procs")], None).unwrap();
         assert!(enter.cgroup_procs.is_empty());
-        assert!(Enter::open(Some(Path::new("/nonexistent/netns")), &[]).is_err());
+        assert!(Enter::open(Some(Path::new("/nonexistent/netns")), &[], None).is_err());
     }
 }

@@ -42,7 +42,8 @@ impl ProcessRuntime {
             (Some(layout), Some(cgroup)) => layout.procs_files(cgroup),
             _ => Vec::new(),
         };
-        let enter = Enter::open(netns.as_deref(), &cgroup_procs)
+        let resolv_conf = self.resolv_conf_of(&record.sandbox_id);
+        let enter = Enter::open(netns.as_deref(), &cgroup_procs, resolv_conf.as_deref())
             .map_err(|err| RuntimeError::Internal(format!("exec in container {id}: {err}")))?;
 
         let mut process = tokio::process::Command::new(&program);

@@ -93,7 +93,7 @@ impl PodNetwork {
         Ok(attachment)
     }
 
-    /// Two `ip -batch` runs: the host side (namespace, veth pair, bridge port), then the
+    /// Two `ip -batch` runs: the host side (namespace, veth pair, hairpin bridge port), then the
     /// pod side (loopback, address, default route).
     async fn configure(&self, attachment: &Attachment) -> Result<(), NetworkError> {
         let Attachment { netns, veth, ip } = attachment;
@@ -106,6 +106,9 @@ impl PodNetwork {
                 format!("netns add {netns}"),
                 format!("link add {veth} type veth peer name eth0 netns {netns}"),
                 format!("link set {veth} master {bridge} up"),
+                // with br_netfilter, a pod's packet to its own Service is DNATed while
+                // still on the bridge and must leave through the port it came in on
+                format!("link set {veth} type bridge_slave hairpin on"),
             ],
         )
         .await?;

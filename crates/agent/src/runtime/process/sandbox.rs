@@ -7,7 +7,17 @@ use super::state::{self, SandboxRecord};
 use super::{ProcessRuntime, check_id};
 use crate::runtime::{RuntimeError, SandboxConfig, SandboxStatus};
 
+/// File in the sandbox directory that containers see as `/etc/resolv.conf`, present only
+/// when the pod has its own resolver settings.
+pub(super) const RESOLV_CONF: &str = "resolv.conf";
+
 impl ProcessRuntime {
+    /// Returns the pod's resolv.conf for a container of sandbox `sandbox_id`, if it has one.
+    pub(super) fn resolv_conf_of(&self, sandbox_id: &str) -> Option<PathBuf> {
+        let path = self.sandbox_dir(sandbox_id).join(RESOLV_CONF);
+        path.exists().then_some(path)
+    }
+
     pub(super) async fn run_sandbox_impl(
         &self,
         config: &SandboxConfig,
@@ -31,7 +41,15 @@ impl ProcessRuntime {
         }
 
         let dir = self.sandbox_dir(&id);
+        let resolv_conf = config.dns.as_ref().map(|dns| dns.to_resolv_conf());
         let written = state::create_dir(&dir)
+            .and_then(|()| match &resolv_conf {
+                Some(text) => {
+                    let path = dir.join(RESOLV_CONF);
+                    std::fs::write(&path, text).map_err(|source| state::StateError::Io { path, source })
+                }
+                None => Ok(()),
+            })
             .and_then(|()| state::write_json_atomic(&dir.join("sandbox.json"), &record));
         if let Err(err) = written {
             self.release_network(&record).await;

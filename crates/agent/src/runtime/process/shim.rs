@@ -38,6 +38,10 @@ pub struct ShimSpec {
     pub working_dir: Option<String>,
     /// `/run/netns/<name>` of the pod, or `None` for the host's network.
     pub netns_path: Option<PathBuf>,
+    /// File bind-mounted over `/etc/resolv.conf` in a mount namespace of the container's
+    /// own; `None` keeps the node's.
+    #[serde(default)]
+    pub resolv_conf: Option<PathBuf>,
     /// The container cgroup's `cgroup.procs` files, one per hierarchy.
     pub cgroup_procs: Vec<PathBuf>,
     /// The container's memory cgroup directory, for the OOM kill counter.
@@ -157,7 +161,7 @@ fn run(dir: &Path) -> Result<(), ShimError> {
 /// Starts the command in its own process group, cgroups and network namespace, with
 /// stdout and stderr piped. Errors are the message for the container's status.
 fn spawn(spec: &ShimSpec, program: &Path, default_path: bool) -> Result<Child, String> {
-    let enter = Enter::open(spec.netns_path.as_deref(), &spec.cgroup_procs)
+    let enter = Enter::open(spec.netns_path.as_deref(), &spec.cgroup_procs, spec.resolv_conf.as_deref())
         .map_err(|err| err.to_string())?;
     let mut command = Command::new(program);
     command
