@@ -408,7 +408,6 @@ fn userspace_mode_balances_without_nftables() {
 }
 
 #[test]
-
 fn deployment_service_end_to_end() {
     let cluster = Cluster::start(ClusterOptions::default());
     cluster.apply(WEB);
@@ -425,5 +424,15 @@ fn deployment_service_end_to_end() {
         assert!(counts.contains_key(&hello(name)), "replica {name} never answered: {counts:?}");
     }
     let names = answer_data(&dns_query(&cluster.gateway(), "web.default.svc.cluster.local.", RecordType::A));
-    assert_eq!(names, [cluster_ip]);
+    assert_eq!(names, [cluster_ip.clone()]);
+
+    // scaling to one replica moves all traffic to it within seconds, and back to three
+    cluster.kubectl(&["scale", "deploy/web", "--replicas=1"]);
+    cluster.wait_until("traffic only to the remaining replica", Duration::from_secs(30), || {
+        answers_from_host(&cluster_ip, 80, 30).len() == 1
+    });
+    cluster.kubectl(&["scale", "deploy/web", "--replicas=3"]);
+    cluster.wait_until("traffic to three replicas again", Duration::from_secs(60), || {
+        answers_from_host(&cluster_ip, 80, 60).len() == 3
+    });
 }

@@ -15,8 +15,10 @@ pub async fn serve(state: &Shared, request: ApiRequest) -> Result<Response, ApiE
     let pods = request.target.resource;
     let namespace = request.target.namespace.as_deref().unwrap_or("default");
     let name = request.target.name.as_deref().ok_or(ApiError::MethodNotAllowed)?;
-    let located = node_agent::locate(state, pods, namespace, name).await?;
-    let container = node_agent::pick_container(&located.pod, name, request.param("container"))?;
+    // the container is checked before the node, as the reference server does
+    let pod = node_agent::read_pod(state, pods, namespace, name).await?;
+    let container = node_agent::pick_container(&pod, name, request.param("container"))?;
+    let located = node_agent::on_node(state, pod, name).await?;
     let node_name = located.node_name.as_str();
     let base = located.base_url();
 

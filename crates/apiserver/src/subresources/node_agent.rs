@@ -33,13 +33,22 @@ impl PodOnNode {
 
 /// Reads the pod `namespace/name` and the Node it is bound to.
 pub async fn locate(state: &Shared, pods: &'static ResourceInfo, namespace: &str, name: &str) -> Result<PodOnNode, ApiError> {
+    let pod = read_pod(state, pods, namespace, name).await?;
+    on_node(state, pod, name).await
+}
+
+/// Reads the pod `namespace/name`.
+pub async fn read_pod(state: &Shared, pods: &'static ResourceInfo, namespace: &str, name: &str) -> Result<Value, ApiError> {
     let kv = state
         .store
         .get(&pods.key(Some(namespace), name))
         .await?
         .ok_or_else(|| ApiError::not_found(pods, name))?;
-    let pod = meta::decode_stored(pods, &kv)?;
+    meta::decode_stored(pods, &kv)
+}
 
+/// Reads the Node that `pod` (named `name`) is bound to.
+pub async fn on_node(state: &Shared, pod: Value, name: &str) -> Result<PodOnNode, ApiError> {
     let node_name = pod["spec"]["nodeName"]
         .as_str()
         .filter(|n| !n.is_empty())
