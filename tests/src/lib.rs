@@ -65,6 +65,9 @@ pub struct Cluster {
     pub pod_cidr: String,
     /// Suffix of the proxy's nftables table and address label.
     pub proxy_suffix: String,
+    /// ClusterIP range (a /24) of this cluster; its first address is the `kubernetes`
+    /// Service's.
+    pub service_cidr: String,
     log_path: PathBuf,
     /// The CRI pod network's bridge, for clusters started with `cri`.
     pub cri_bridge: Option<String>,
@@ -109,6 +112,7 @@ impl Cluster {
         let kubelet_port = free_port();
         let pod_cidr = format!("10.{}.{}.0/24", 150 + slot, index);
         let proxy_suffix = format!("{slot}x{index}");
+        let service_cidr = format!("10.{}.{}.0/24", 150 + slot, 100 + index);
         let mut args = vec![
             "up".to_string(),
             "--data-dir".into(),
@@ -124,7 +128,7 @@ impl Cluster {
             "--pod-cidr".into(),
             pod_cidr.clone(),
             "--service-cidr".into(),
-            format!("10.{}.{}.0/24", 150 + slot, 100 + index),
+            service_cidr.clone(),
             "--proxy-suffix".into(),
             proxy_suffix.clone(),
             "--dns-upstream".into(),
@@ -163,6 +167,7 @@ impl Cluster {
             api_port,
             pod_cidr,
             proxy_suffix,
+            service_cidr,
             log_path,
             cri_bridge,
         };
@@ -284,6 +289,14 @@ impl Cluster {
     }
 
     /// Pods matching `selector` in the default namespace.
+    /// The address `host` of the cluster's ClusterIP range, such as the `kubernetes`
+    /// Service's at 1.
+    pub fn service_ip(&self, host: u8) -> String {
+        let network = self.service_cidr.split('/').next().unwrap_or_default();
+        let prefix = network.rsplit_once('.').map_or(network, |(prefix, _)| prefix);
+        format!("{prefix}.{host}")
+    }
+
     pub fn pods(&self, selector: &str) -> Vec<Value> {
         self.get_json(&["get", "pods", "-l", selector])
             .map(|list| list["items"].as_array().cloned().unwrap_or_default())

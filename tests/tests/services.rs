@@ -269,7 +269,7 @@ fn allocations_survive_restart_and_free_on_delete() {
     cluster.apply(&manifests.join("---\n"));
     let before = allocations(&cluster);
     assert_eq!(before.len(), 25, "24 services and kubernetes: {before:?}");
-    assert_eq!(before["kubernetes"].0, "10.96.0.1");
+    assert_eq!(before["kubernetes"].0, cluster.service_ip(1));
     assert_eq!(before.values().filter(|(_, ports)| !ports.is_empty()).count(), 8);
     assert_distinct(&before);
 
@@ -329,24 +329,28 @@ fn bad_services_are_rejected_without_leaks() {
     assert_invalid(
         &cluster,
         "port-in-use",
-        r#"{"type":"NodePort","clusterIP":"10.96.7.7","ports":[{"port":80,"nodePort":31000}]}"#,
+        &format!(r#"{{"type":"NodePort","clusterIP":"{}","ports":[{{"port":80,"nodePort":31000}}]}}"#, cluster.service_ip(77)),
         "spec.ports[0].nodePort",
     );
     assert_invalid(
         &cluster,
         "port-outside",
-        r#"{"type":"NodePort","clusterIP":"10.96.7.8","ports":[{"port":80,"nodePort":20000}]}"#,
+        &format!(r#"{{"type":"NodePort","clusterIP":"{}","ports":[{{"port":80,"nodePort":20000}}]}}"#, cluster.service_ip(78)),
         "spec.ports[0].nodePort",
     );
     assert_invalid(
         &cluster,
         "second-port-taken",
-        r#"{"type":"NodePort","clusterIP":"10.96.7.9","ports":[{"name":"a","port":80,"nodePort":31001},{"name":"b","port":81,"nodePort":31000}]}"#,
+        &format!(
+            r#"{{"type":"NodePort","clusterIP":"{}","ports":[{{"name":"a","port":80,"nodePort":31001}},{{"name":"b","port":81,"nodePort":31000}}]}}"#,
+            cluster.service_ip(79)
+        ),
         "spec.ports[1].nodePort",
     );
 
     // Nothing leaked: the addresses and ports of the rejected requests are free.
-    for (name, ip, port) in [("after-1", "10.96.7.7", 31001), ("after-2", "10.96.7.8", 31002), ("after-3", "10.96.7.9", 31003)] {
+    for (name, host, port) in [("after-1", 77, 31001), ("after-2", 78, 31002), ("after-3", 79, 31003)] {
+        let ip = cluster.service_ip(host);
         let spec = format!(r#"{{"type":"NodePort","clusterIP":"{ip}","ports":[{{"port":80,"nodePort":{port}}}]}}"#);
         let (code, body) = cluster.request("POST", SERVICES, "application/json", &service_manifest(name, &spec));
         assert_eq!(code, 201, "{ip}:{port} leaked by a rejected request: {body}");
@@ -403,13 +407,16 @@ spec:
     assert_eq!(rows["NAME"], ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], "{table}");
     let front = &rows["front"];
     assert_eq!(front[1], "NodePort", "{table}");
-    assert!(front[2].starts_with("10.96."), "{table}");
+    let network = cluster.service_ip(0);
+    let range_prefix = network.strip_suffix('0').unwrap_or(&network);
+    assert!(front[2].starts_with(range_prefix), "{table}");
     assert_eq!(front[3], "<none>", "{table}");
     let admin_port = allocations(&cluster)["front"].1[1];
     assert_eq!(front[4], format!("80:31234/TCP,9000:{admin_port}/UDP"), "{table}");
     assert_eq!(rows["db"][1..5], ["ClusterIP", "None", "<none>", "5432/TCP"], "{table}");
     assert_eq!(rows["search"][1..5], ["ExternalName", "<none>", "search.example.com", "<none>"], "{table}");
-    assert_eq!(rows["kubernetes"][1..5], ["ClusterIP", "10.96.0.1", "<none>", "443/TCP"], "{table}");
+    let kubernetes_ip = cluster.service_ip(1);
+    assert_eq!(rows["kubernetes"][1..5], ["ClusterIP", kubernetes_ip.as_str(), "<none>", "443/TCP"], "{table}");
 }
 
 #[test]
@@ -452,7 +459,7 @@ spec:
         ("REDIS_PRIMARY_PORT_6379_TCP_PORT", "6379".to_string()),
         ("REDIS_PRIMARY_PORT_6379_TCP_ADDR", ip.clone()),
         ("REDIS_PRIMARY_PORT_9121_TCP_ADDR", ip.clone()),
-        ("KUBERNETES_SERVICE_HOST", "10.96.0.1".to_string()),
+        ("KUBERNETES_SERVICE_HOST", cluster.service_ip(1)),
         ("KUBERNETES_SERVICE_PORT", "443".to_string()),
         ("KUBERNETES_SERVICE_PORT_HTTPS", "443".to_string()),
     ];
@@ -461,6 +468,7 @@ spec:
     }
 
     let logs = cluster.kubectl(&["logs", "env-unlinked"]);
-    assert!(logs.contains("KUBERNETES_SERVICE_HOST=10.96.0.1"), "the kubernetes Service is always injected:\n{logs}");
+    let kubernetes_host = format!("KUBERNETES_SERVICE_HOST={}", cluster.service_ip(1));
+    assert!(logs.contains(&kubernetes_host), "the kubernetes Service is always injected:\n{logs}");
     assert!(!logs.contains("REDIS_PRIMARY_"), "enableServiceLinks: false still injected links:\n{logs}");
 }
