@@ -147,4 +147,10 @@ fn kubectl_shows_field_errors() {
     let error = cluster.kubectl_stdin(&["apply", "-f", "-"], unknown).unwrap_err();
     assert!(error.contains(r#"unknown field "bogus""#), "kubectl printed: {error}");
     assert!(cluster.try_kubectl(&["get", "configmap", "strict"]).is_err(), "a rejected object was stored");
+
+    // a JSON patch whose path does not exist names the path
+    cluster.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: patched}\ndata: {a: b}\n").unwrap();
+    let patch = r#"[{"op":"replace","path":"/data/nope/x","value":"1"}]"#;
+    let error = cluster.try_kubectl(&["patch", "configmap", "patched", "--type=json", "-p", patch]).unwrap_err();
+    assert!(error.contains("/data/nope/x"), "kubectl printed: {error}");
 }

@@ -114,8 +114,9 @@ fn patch_error(error: PatchError, resource: Option<&ResourceInfo>, name: &str) -
             group: resource.group.to_string(),
             kind: resource.kind.to_string(),
             name: name.to_string(),
+            // kubectl prints only the causes of an Invalid status, so the reason goes there
+            causes: vec![Cause { reason: "FieldValueInvalid".into(), message: message.clone(), field: "patch".into() }],
             message,
-            causes: Vec::new(),
         },
         (PatchError::UnsupportedMediaType { .. }, _) => ApiError::UnsupportedMediaType { message },
         _ => ApiError::bad_request(message),

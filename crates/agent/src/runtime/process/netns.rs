@@ -141,8 +141,11 @@ impl PodNetwork {
         }
         // Deleting the namespace destroys eth0 and with it the host end; this covers a
         // host end left by a failed set-up.
+        // The kernel removes the host end shortly after the namespace, so a veth that
+        // vanished between the check and the delete is not an error.
         if let Some(veth) = veth.filter(|name| Path::new("/sys/class/net").join(name).exists())
             && let Err(err) = run_ip(&["link", "delete", veth]).await
+            && Path::new("/sys/class/net").join(veth).exists()
         {
             tracing::warn!(sandbox.id = id, veth, error = %err, "failed to delete veth");
         }
