@@ -134,3 +134,26 @@ fn pending_pod_explains_why() {
         cluster.kubectl(&["describe", "pod", "picky"]).contains("didn't match Pod's node affinity/selector")
     });
 }
+
+/// A crash loop repeats the same events; like Kubernetes' recorders, capstan folds each
+/// into one Event whose count grows, and `kubectl describe` shows "(xN over …)".
+#[test]
+fn repeated_events_are_counted_not_duplicated() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    cluster.apply(&pod_manifest(
+        "crasher",
+        "  containers:\n  - name: main\n    image: host\n    command: [sh, -c, 'exit 1']\n",
+    ));
+    cluster.wait_until("three restarts", Duration::from_secs(60), || restart_count(&cluster, "crasher") >= 3);
+    let events = cluster.get_json(&["get", "events", "--field-selector", "involvedObject.name=crasher"]).unwrap();
+    let started: Vec<&serde_json::Value> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|event| event["reason"] == "Started")
+        .collect();
+    assert_eq!(started.len(), 1, "one Started event per container, counted: {started:#?}");
+    assert!(started[0]["count"].as_i64().unwrap_or(0) >= 3, "count of Started: {}", started[0]["count"]);
+    let described = cluster.kubectl(&["describe", "pod", "crasher"]);
+    assert!(described.contains("(x"), "describe pod shows no repeat count:\n{described}");
+}

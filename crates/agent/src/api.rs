@@ -5,7 +5,7 @@
 //! against [`RecordingPodApi`]; [`KubePodApi`] is the real client.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret, Service};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 
 /// Name the agent reports as the source of its Events.
@@ -121,14 +121,7 @@ impl PodApi for KubePodApi {
 
     async fn record_event(&self, pod: &Pod, event_type: &str, reason: &str, message: &str) {
         let reference = capstan_api::events::object_reference("v1", "Pod", &pod.metadata);
-        let event =
-            capstan_api::events::new_event(&reference, event_type, reason, message, COMPONENT);
-        let namespace = event.metadata.namespace.clone().unwrap_or_default();
-        let api: Api<k8s_openapi::api::core::v1::Event> =
-            Api::namespaced(self.client.clone(), &namespace);
-        if let Err(error) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!(%error, event.reason = reason, "failed to record event");
-        }
+        capstan_api::events::record(&self.client, &reference, event_type, reason, message, COMPONENT).await;
     }
 
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, ApiError> {

@@ -1,10 +1,8 @@
 //! Event recording for the workload controllers. Events are best effort: a failed
 //! write is logged and never fails the reconcile that produced it.
 
-use capstan_api::events::{self, new_event};
-use k8s_openapi::api::core::v1::Event;
+use capstan_api::events;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, PostParams};
 use kube::Client;
 
 /// Reporting component of the Deployment controller's events, as in Kubernetes.
@@ -54,16 +52,5 @@ async fn write(
     message: &str,
 ) {
     let reference = events::object_reference("apps/v1", kind.name(), metadata);
-    let event = new_event(&reference, event_type, reason, message, kind.component());
-    let namespace = event.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
-    if let Err(error) = api.create(&PostParams::default(), &event).await {
-        tracing::debug!(
-            event.reason = reason,
-            object.name = metadata.name.as_deref().unwrap_or_default(),
-            object.namespace = %namespace,
-            %error,
-            "failed to record event"
-        );
-    }
+    events::record(client, &reference, event_type, reason, message, kind.component()).await;
 }

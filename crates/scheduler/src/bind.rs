@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Binding, Event, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -182,15 +182,8 @@ pub async fn report_unschedulable(
     // Emit the event that `kubectl describe pod` shows.
     if emit_event {
         let reference = capstan_api::events::object_reference("v1", "Pod", &pod.metadata);
-        let event = capstan_api::events::new_event(
-            &reference,
-            capstan_api::events::WARNING,
-            "FailedScheduling",
-            message,
-            scheduler_name,
-        );
-        let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-        events.create(&PostParams::default(), &event).await.map_err(failed)?;
+        let warning = capstan_api::events::WARNING;
+        capstan_api::events::record(client, &reference, warning, "FailedScheduling", message, scheduler_name).await;
     }
     Ok(())
 }
