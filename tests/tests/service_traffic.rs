@@ -426,6 +426,27 @@ fn deployment_service_end_to_end() {
     let names = answer_data(&dns_query(&cluster.gateway(), "web.default.svc.cluster.local.", RecordType::A));
     assert_eq!(names, [cluster_ip.clone()]);
 
+    // a client pod reaches every replica by the Service's name
+    cluster.apply(&python_pod("client", "Never", CLIENT_SCRIPT, &[]));
+    let counts = counts_line(&completed_log(&cluster, "client"), "BY-NAME ");
+    for (name, _) in &pods {
+        assert!(counts.contains_key(&hello(name)), "replica {name} never answered the pod: {counts:?}");
+    }
+
+    // a replica that fails its readiness probe (its page directory is gone) gets no requests
+    let (broken, _) = &pods[0];
+    std::fs::remove_dir_all(format!("/tmp/capstan-web/{broken}")).unwrap();
+    cluster.wait_until("the broken replica not ready", Duration::from_secs(30), || {
+        cluster.get_json(&["get", "pod", broken]).is_ok_and(|pod| !pod_ready(&pod))
+    });
+    cluster.wait_until("the broken replica out of rotation", Duration::from_secs(30), || {
+        answers_from_host(&cluster_ip, 80, 20).len() == 2
+    });
+    let counts = answers_from_host(&cluster_ip, 80, 100);
+    assert_eq!(counts.values().sum::<usize>(), 100, "{counts:?}");
+    assert!(!counts.contains_key(&hello(broken)) && counts.len() == 2, "only the ready replicas answer: {counts:?}");
+    cluster.kubectl(&["delete", "pod", broken]);
+
     // scaling to one replica moves all traffic to it within seconds, and back to three
     cluster.kubectl(&["scale", "deploy/web", "--replicas=1"]);
     cluster.wait_until("traffic only to the remaining replica", Duration::from_secs(30), || {

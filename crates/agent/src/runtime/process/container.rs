@@ -26,7 +26,7 @@ impl ProcessRuntime {
             return Err(RuntimeError::ImageUnsupported {
                 reason: "UnsupportedImage".to_string(),
                 message: format!(
-                    "the process runtime runs host commands only: image {:?} needs runtimeClassName \"cri\"; use image \"host\" to run a host command",
+                    "the process runtime runs host commands only: image {:?} needs the cri runtime (`capstan up --runtime cri`, then runtimeClassName \"cri\"); use image \"host\" to run a host command",
                     config.image
                 ),
             });
