@@ -53,7 +53,7 @@ fn validate_replicated_spec(spec: Option<&Value>, path: &Path, errors: &mut Vec<
             errors.push(FieldError::required(path.child("selector"), ""));
             None
         }
-        Some(selector) => validate_selector(selector, &path.child("selector"), errors),
+        Some(selector) => validate_selector(selector, &path.child("selector"), false, errors),
     };
 
     let template_path = path.child("template");
@@ -87,7 +87,13 @@ fn validate_replicated_spec(spec: Option<&Value>, path: &Path, errors: &mut Vec<
 }
 
 /// Validates a metav1 LabelSelector and returns it parsed, or `None` when it is invalid.
-fn validate_selector(selector: &Value, path: &Path, errors: &mut Vec<FieldError>) -> Option<LabelSelector> {
+/// Only Jobs (`allow_empty`) accept a selector without requirements, which matches every pod.
+pub(super) fn validate_selector(
+    selector: &Value,
+    path: &Path,
+    allow_empty: bool,
+    errors: &mut Vec<FieldError>,
+) -> Option<LabelSelector> {
     let before = errors.len();
     validate_labels(selector.get("matchLabels"), &path.child("matchLabels"), errors);
     let expressions_path = path.child("matchExpressions");
@@ -96,7 +102,7 @@ fn validate_selector(selector: &Value, path: &Path, errors: &mut Vec<FieldError>
         validate_selector_expression(expression, &expressions_path.index(index), errors);
     }
     let match_labels = selector.get("matchLabels").and_then(Value::as_object).map_or(0, |m| m.len());
-    if match_labels + expressions.len() == 0 {
+    if match_labels + expressions.len() == 0 && !allow_empty {
         errors.push(FieldError::invalid(path.clone(), selector.clone(), "empty selector is invalid for deployment"));
     }
     if errors.len() > before {
