@@ -11,12 +11,15 @@ use kube::Client;
 pub const DEPLOYMENT_COMPONENT: &str = "deployment-controller";
 /// Reporting component of the ReplicaSet controller's events, as in Kubernetes.
 pub const REPLICASET_COMPONENT: &str = "replicaset-controller";
+/// Reporting component of the Job controller's events, as in Kubernetes.
+pub const JOB_COMPONENT: &str = "job-controller";
 
 /// An object kind the controllers report on.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
     Deployment,
     ReplicaSet,
+    Job,
 }
 
 impl Kind {
@@ -24,6 +27,14 @@ impl Kind {
         match self {
             Kind::Deployment => "Deployment",
             Kind::ReplicaSet => "ReplicaSet",
+            Kind::Job => "Job",
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        match self {
+            Kind::Deployment | Kind::ReplicaSet => "apps/v1",
+            Kind::Job => "batch/v1",
         }
     }
 
@@ -31,6 +42,7 @@ impl Kind {
         match self {
             Kind::Deployment => DEPLOYMENT_COMPONENT,
             Kind::ReplicaSet => REPLICASET_COMPONENT,
+            Kind::Job => JOB_COMPONENT,
         }
     }
 }
@@ -53,7 +65,7 @@ async fn write(
     reason: &str,
     message: &str,
 ) {
-    let reference = events::object_reference("apps/v1", kind.name(), metadata);
+    let reference = events::object_reference(kind.api_version(), kind.name(), metadata);
     let event = new_event(&reference, event_type, reason, message, kind.component());
     let namespace = event.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let api: Api<Event> = Api::namespaced(client.clone(), &namespace);

@@ -1,0 +1,157 @@
+//! Writes for one Job reconcile: pod creation and deletion, the status subresource,
+//! events, and deleting a finished Job after `ttlSecondsAfterFinished`.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::{Job, JobStatus};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, PostParams, Preconditions, PropagationPolicy};
+use kube::runtime::controller::Action;
+
+use super::plan::Note;
+use super::{Context, Error};
+use crate::record::{self, Kind};
+
+/// Builds a pod from the Job's template, owned by the Job as its controller.
+pub fn pod_from_template(job: &Job) -> Pod {
+    let template = job.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template_meta = template.metadata.unwrap_or_default();
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let owner = OwnerReference {
+        api_version: "batch/v1".into(),
+        kind: "Job".into(),
+        name: name.clone(),
+        uid: job.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name}-")),
+            namespace: job.metadata.namespace.clone(),
+            labels: template_meta.labels,
+            annotations: template_meta.annotations,
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec,
+        status: None,
+    }
+}
+
+/// Creates `count` pods at once, recording each creation as an expectation under `key`.
+pub async fn create_pods(context: &Context, job: &Job, count: usize, key: &str) {
+    if count == 0 {
+        return;
+    }
+    let namespace = job.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
+    let pod = pod_from_template(job);
+    let params = PostParams::default();
+    for result in join_all((0..count).map(|_| api.create(&params, &pod))).await {
+        match result {
+            Ok(created) => {
+                let pod_name = created.metadata.name.unwrap_or_default();
+                context.expectations.expect_creation(key, pod_name.clone());
+                tracing::debug!(pod.name = %pod_name, "created pod");
+                let message = format!("Created pod: {pod_name}");
+                record::normal(&context.client, Kind::Job, &job.metadata, "SuccessfulCreate", &message).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "failed to create pod");
+                let message = format!("Error creating: {error}");
+                record::warning(&context.client, Kind::Job, &job.metadata, "FailedCreate", &message).await;
+            }
+        }
+    }
+}
+
+/// Deletes the given pods, each guarded by its uid, recording each as an expectation.
+pub async fn delete_pods(context: &Context, job: &Job, victims: &[Arc<Pod>], key: &str) {
+    let namespace = job.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
+    let deletions = victims.iter().map(|pod| {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone();
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid: uid.clone(), resource_version: None }),
+            ..DeleteParams::default()
+        };
+        let api = api.clone();
+        async move { (name.clone(), uid, api.delete(&name, &params).await) }
+    });
+    for (pod_name, uid, result) in join_all(deletions).await {
+        match result {
+            Ok(_) => {
+                if let Some(uid) = uid {
+                    context.expectations.expect_deletion(key, uid);
+                }
+                let message = format!("Deleted pod: {pod_name}");
+                record::normal(&context.client, Kind::Job, &job.metadata, "SuccessfulDelete", &message).await;
+            }
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(error) => {
+                tracing::warn!(pod.name = %pod_name, %error, "failed to delete pod");
+                let message = format!("Error deleting: {error}");
+                record::warning(&context.client, Kind::Job, &job.metadata, "FailedDelete", &message).await;
+            }
+        }
+    }
+}
+
+/// Writes `status` unless it equals the cached one. The write carries the cached
+/// resourceVersion, so a stale plan fails with a conflict and is planned again.
+pub async fn write_status(context: &Context, job: &Job, status: JobStatus) -> Result<(), Error> {
+    if job.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let namespace = job.metadata.namespace.clone().unwrap_or_default();
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let api: Api<Job> = Api::namespaced(context.client.clone(), &namespace);
+    let mut updated = job.clone();
+    updated.status = Some(status);
+    match api.replace_status(&name, &PostParams::default(), &updated).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        Err(source) => Err(Error::StatusWriteFailed { namespace, name, source }),
+    }
+}
+
+/// Records a planned event about the Job.
+pub async fn record(context: &Context, job: &Job, note: &Note) {
+    if note.warning {
+        record::warning(&context.client, Kind::Job, &job.metadata, note.reason, &note.message).await;
+    } else {
+        record::normal(&context.client, Kind::Job, &job.metadata, note.reason, &note.message).await;
+    }
+}
+
+/// Deletes a finished Job whose `ttlSecondsAfterFinished` has passed, with its pods in
+/// the background, or returns when to look again.
+pub async fn expire(context: &Context, job: &Job, now: Timestamp) -> Result<Action, Error> {
+    let Some(remaining) = super::plan::ttl_remaining(job, now) else {
+        return Ok(Action::await_change());
+    };
+    if !remaining.is_zero() {
+        return Ok(Action::requeue(remaining + std::time::Duration::from_millis(200)));
+    }
+    let namespace = job.metadata.namespace.clone().unwrap_or_default();
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let api: Api<Job> = Api::namespaced(context.client.clone(), &namespace);
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: Some(Preconditions { uid: job.metadata.uid.clone(), resource_version: None }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => {
+            tracing::info!("deleted finished job after its ttlSecondsAfterFinished");
+            Ok(Action::await_change())
+        }
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(Action::await_change()),
+        Err(source) => Err(Error::DeleteFailed { namespace, name, source }),
+    }
+}
