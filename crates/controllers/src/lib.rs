@@ -59,9 +59,15 @@ pub async fn run_workload_controllers(client: Client) -> Result<(), Error> {
         return Err(Error::ControllerStopped { controller: "shared cache" });
     };
     let (deleted_pods_tx, deleted_pods) = mpsc::channel(SHARED_BUFFER);
-    let pod_reflector = shared_reflector(Api::<Pod>::all(client.clone()), pod_writer, "pod", Some(deleted_pods_tx));
-    let rs_reflector = shared_reflector(Api::<ReplicaSet>::all(client.clone()), rs_writer, "replica set", None);
-    let job_reflector = shared_reflector(Api::<Job>::all(client.clone()), job_writer, "job", None);
+    let (deleted_job_pods_tx, deleted_job_pods) = mpsc::channel(SHARED_BUFFER);
+    let pod_reflector = shared_reflector(
+        Api::<Pod>::all(client.clone()),
+        pod_writer,
+        "pod",
+        vec![deleted_pods_tx, deleted_job_pods_tx],
+    );
+    let rs_reflector = shared_reflector(Api::<ReplicaSet>::all(client.clone()), rs_writer, "replica set", Vec::new());
+    let job_reflector = shared_reflector(Api::<Job>::all(client.clone()), job_writer, "job", Vec::new());
     let endpoints_controllers = run_endpoints_controller(
         client.clone(),
         pods.clone(),
@@ -80,7 +86,7 @@ pub async fn run_workload_controllers(client: Client) -> Result<(), Error> {
         pods: pods.clone(),
     });
     let deployment_controller = deployment::controller(&client, rs_events_for_deployments);
-    let job_controller = job::controller(job_events, jobs, pod_events_for_jobs);
+    let job_controller = job::controller(job_events, jobs, futures::stream::select(pod_events_for_jobs, deleted_job_pods));
     let job_context = Arc::new(job::Context {
         client: client.clone(),
         pods: pods.clone(),
@@ -121,11 +127,11 @@ async fn run_endpoints_controller(
     let (deleted_slices_tx, deleted_slices) = mpsc::channel(SHARED_BUFFER);
     let (deleted_endpoints_tx, deleted_endpoints) = mpsc::channel(SHARED_BUFFER);
     let service_reflector =
-        shared_reflector(Api::<Service>::all(client.clone()), service_writer, "service", Some(deleted_services_tx));
+        shared_reflector(Api::<Service>::all(client.clone()), service_writer, "service", vec![deleted_services_tx]);
     let slice_reflector =
-        shared_reflector(Api::<EndpointSlice>::all(client.clone()), slice_writer, "endpoint slice", Some(deleted_slices_tx));
+        shared_reflector(Api::<EndpointSlice>::all(client.clone()), slice_writer, "endpoint slice", vec![deleted_slices_tx]);
     let endpoints_reflector =
-        shared_reflector(Api::<Endpoints>::all(client.clone()), endpoints_writer, "endpoints", Some(deleted_endpoints_tx));
+        shared_reflector(Api::<Endpoints>::all(client.clone()), endpoints_writer, "endpoints", vec![deleted_endpoints_tx]);
 
     let triggers = endpoints::Triggers {
         services: service_events,
@@ -147,13 +153,13 @@ async fn run_endpoints_controller(
 }
 
 /// Watches every `K` into `writer`, retrying watch errors with backoff; the future ends
-/// only when the watch stream does. Objects deleted from the cache go to `deleted`, because
+/// only when the watch stream does. Objects deleted from the cache go to each of `deleted`, because
 /// the subscriptions of a shared reflector carry only applied objects.
 async fn shared_reflector<K>(
     api: Api<K>,
     writer: reflector::store::Writer<K>,
     kind: &'static str,
-    deleted: Option<mpsc::Sender<Arc<K>>>,
+    deleted: Vec<mpsc::Sender<Arc<K>>>,
 ) where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
@@ -165,10 +171,11 @@ async fn shared_reflector<K>(
             async move {
                 match event {
                     Ok(watcher::Event::Delete(object)) => {
-                        if let Some(mut sender) = deleted {
+                        let object = Arc::new(object);
+                        for mut sender in deleted {
                             // A closed receiver means its controller stopped, which
                             // ends this reflector's task group anyway.
-                            let _ = sender.send(Arc::new(object)).await;
+                            let _ = sender.send(object.clone()).await;
                         }
                     }
                     Ok(_) => {}

@@ -32,6 +32,9 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// How long a created pod may be missing from the cache before the reconcile acts anyway.
 const UNSEEN_CREATION_CHECK: Duration = Duration::from_secs(2);
 
+/// How soon a Job that deleted pods is looked at again without events.
+const DELETION_CHECK: Duration = Duration::from_secs(2);
+
 /// Errors from reconciling one Job.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -143,7 +146,12 @@ pub async fn reconcile(job: Arc<Job>, context: Arc<Context>) -> Result<Action, E
         for note in &plan.notes {
             commit::record(&context, &job, note).await;
         }
-        Ok(Action::requeue(plan.requeue.map_or(RESYNC, |wait| wait.min(RESYNC) + Duration::from_millis(200))))
+        let mut next = plan.requeue.map_or(RESYNC, |wait| wait.min(RESYNC) + Duration::from_millis(200));
+        if !plan.delete.is_empty() {
+            // Look again soon, in case a deleted pod's removal from the cache goes unseen.
+            next = next.min(DELETION_CHECK);
+        }
+        Ok(Action::requeue(next))
     }
     .instrument(span)
     .await
