@@ -29,10 +29,8 @@ use crate::pods;
 /// How often a running Job is looked at even without events, to repair a change lost
 /// across a watch restart.
 const RESYNC: Duration = Duration::from_secs(300);
-/// How long a created pod may be missing from the cache before the reconcile acts anyway.
-const UNSEEN_CREATION_CHECK: Duration = Duration::from_secs(2);
 
-/// How soon a Job that deleted pods is looked at again without events.
+/// Delay before a Job that deleted pods is looked at again without events.
 const DELETION_CHECK: Duration = Duration::from_secs(2);
 
 /// Errors from reconciling one Job.
@@ -135,8 +133,9 @@ pub async fn reconcile(job: Arc<Job>, context: Arc<Context>) -> Result<Action, E
             },
         );
         if !caught_up {
+            crate::expectations::confirm_unseen_creations(&context.expectations, &context.client, &namespace, &uid).await;
             tracing::debug!("waiting for earlier pod writes to reach the cache");
-            return Ok(Action::requeue(UNSEEN_CREATION_CHECK));
+            return Ok(Action::requeue(crate::expectations::UNSEEN_CREATION_CHECK));
         }
         let plan = plan::plan(&job, &owned, now);
 

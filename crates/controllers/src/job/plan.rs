@@ -26,7 +26,7 @@ pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 const BACKOFF_MESSAGE: &str = "Job has reached the specified backoff limit";
 const DEADLINE_MESSAGE: &str = "Job was active longer than specified deadline";
 
-/// An event to record about the Job: type (`Normal` or `Warning`), reason and message.
+/// An event to record about the Job, of type Warning when `warning` is set, else Normal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
     pub warning: bool,
@@ -34,7 +34,7 @@ pub struct Note {
     pub message: String,
 }
 
-/// What one reconcile does for a Job.
+/// The writes of one Job reconcile.
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Pods to create from the template.
