@@ -121,6 +121,16 @@ fn invalid_jobs_rejected_with_field() {
     assert!(error.contains("spec.template.spec.restartPolicy: Unsupported value: \"Always\""), "{error}");
     let listed = cluster.kubectl(&["get", "jobs", "-o", "name"]);
     assert_eq!(listed.trim(), "", "no Job may be stored: {listed}");
+
+    // Strict field validation, the default of kubectl apply, knows the Job schema.
+    let manifest = job_manifest("typo", "  completion: 2\n", "[\"true\"]");
+    let error = cluster.kubectl_stdin(&["apply", "-f", "-"], &manifest).expect_err("an unknown field must fail");
+    assert!(error.contains("unknown field \"spec.completion\""), "{error}");
+
+    // The OpenAPI document describes Jobs, so kubectl explain works.
+    let explained = cluster.kubectl(&["explain", "job.spec.backoffLimit"]);
+    assert!(explained.contains("GROUP:      batch"), "{explained}");
+    assert!(explained.contains("backoffLimit"), "{explained}");
 }
 
 #[test]
@@ -137,6 +147,8 @@ fn created_job_runs_and_deletion_removes_pods() {
     assert_eq!(job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], uid);
     assert_eq!(job["spec"]["backoffLimit"], 6);
     assert_eq!(job["spec"]["completionMode"], "NonIndexed");
+    let all = cluster.kubectl(&["get", "all", "-o", "name"]);
+    assert!(all.lines().any(|line| line == "job.batch/hello"), "kubectl get all: {all}");
 
     // A long-running Job: deleting it deletes its running pod too.
     cluster.apply(&job_manifest("sleeper", "", "[sleep, '600']"));

@@ -28,7 +28,7 @@ pub(super) fn validate_job(object: &Value, old: Option<&Value>, errors: &mut Vec
         check_min(spec, name, 0, &path, errors);
     }
     if let Some(deadline) = field(spec, "activeDeadlineSeconds")
-        && !deadline.as_i64().is_some_and(|seconds| seconds > 0)
+        && deadline.as_i64().is_none_or(|seconds| seconds <= 0)
     {
         errors.push(FieldError::invalid(path.child("activeDeadlineSeconds"), deadline.clone(), "must be greater than zero"));
     }
