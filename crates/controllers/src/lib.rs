@@ -7,6 +7,7 @@
 //! planning in a `plan` module and the API writes in a `commit` module.
 
 mod expectations;
+mod pod_writes;
 mod pods;
 mod record;
 mod selector;

@@ -1,13 +1,10 @@
 //! batch/v1 Job rules: counts, deadlines, the selector (generated or manual), the pod
 //! template and the fields that may not change after create.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
-use super::metadata::validate_labels;
 use super::pod::validate_pod_spec;
-use super::workload::validate_selector;
+use super::workload::{validate_selector, validate_template_labels};
 use super::{FieldError, Path, check_enum, check_min, field};
 use crate::defaults::job::{CONTROLLER_UID_LABEL, JOB_NAME_LABEL, LEGACY_CONTROLLER_UID_LABEL, LEGACY_JOB_NAME_LABEL};
 
@@ -72,17 +69,7 @@ fn validate_selector_and_template(spec: Option<&Value>, path: &Path, errors: &mu
         errors.push(FieldError::required(template_path, ""));
         return;
     };
-    let labels_path = template_path.child("metadata").child("labels");
-    let labels = template.get("metadata").and_then(|m| m.get("labels"));
-    validate_labels(labels, &labels_path, errors);
-    if let Some(selector) = selector {
-        let label_map: BTreeMap<String, String> =
-            labels.and_then(|l| serde_json::from_value(l.clone()).ok()).unwrap_or_default();
-        if !selector.matches(&label_map) {
-            let shown = labels.cloned().unwrap_or_else(|| Value::Object(Default::default()));
-            errors.push(FieldError::invalid(labels_path, shown, "`selector` does not match template `labels`"));
-        }
-    }
+    validate_template_labels(template, selector.as_ref(), &template_path, errors);
 
     let pod_spec_path = template_path.child("spec");
     let pod_spec = template.get("spec");

@@ -61,6 +61,28 @@ fn validate_replicated_spec(spec: Option<&Value>, path: &Path, errors: &mut Vec<
         errors.push(FieldError::required(template_path, ""));
         return;
     };
+    validate_template_labels(template, selector.as_ref(), &template_path, errors);
+
+    let pod_spec_path = template_path.child("spec");
+    let pod_spec = template.get("spec");
+    validate_pod_spec(pod_spec, &pod_spec_path, errors);
+    if let Some(policy) = field(pod_spec, "restartPolicy").filter(|p| p.as_str() != Some("Always")) {
+        errors.push(FieldError::not_supported(pod_spec_path.child("restartPolicy"), policy.clone(), &["Always"]));
+    }
+    if field(pod_spec, "activeDeadlineSeconds").is_some() {
+        let detail = "activeDeadlineSeconds in ReplicaSet is not Supported";
+        errors.push(FieldError::forbidden(pod_spec_path.child("activeDeadlineSeconds"), detail));
+    }
+}
+
+/// Validates the labels of the pod template at `template_path` and checks that `selector`
+/// (when it is valid) matches them.
+pub(super) fn validate_template_labels(
+    template: &Value,
+    selector: Option<&LabelSelector>,
+    template_path: &Path,
+    errors: &mut Vec<FieldError>,
+) {
     let labels_path = template_path.child("metadata").child("labels");
     let labels = template.get("metadata").and_then(|m| m.get("labels"));
     validate_labels(labels, &labels_path, errors);
@@ -72,17 +94,6 @@ fn validate_replicated_spec(spec: Option<&Value>, path: &Path, errors: &mut Vec<
             let detail = "`selector` does not match template `labels`";
             errors.push(FieldError::invalid(labels_path, shown, detail));
         }
-    }
-
-    let pod_spec_path = template_path.child("spec");
-    let pod_spec = template.get("spec");
-    validate_pod_spec(pod_spec, &pod_spec_path, errors);
-    if let Some(policy) = field(pod_spec, "restartPolicy").filter(|p| p.as_str() != Some("Always")) {
-        errors.push(FieldError::not_supported(pod_spec_path.child("restartPolicy"), policy.clone(), &["Always"]));
-    }
-    if field(pod_spec, "activeDeadlineSeconds").is_some() {
-        let detail = "activeDeadlineSeconds in ReplicaSet is not Supported";
-        errors.push(FieldError::forbidden(pod_spec_path.child("activeDeadlineSeconds"), detail));
     }
 }
 

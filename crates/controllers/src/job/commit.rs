@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use futures::future::join_all;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
@@ -13,6 +12,7 @@ use kube::runtime::controller::Action;
 
 use super::plan::Note;
 use super::{Context, Error};
+use crate::pod_writes;
 use crate::record::{self, Kind};
 
 /// Builds a pod from the Job's template, owned by the Job as its controller.
@@ -44,61 +44,25 @@ pub fn pod_from_template(job: &Job) -> Pod {
 
 /// Creates `count` pods at once, recording each creation as an expectation under `key`.
 pub async fn create_pods(context: &Context, job: &Job, count: usize, key: &str) {
-    if count == 0 {
-        return;
-    }
-    let namespace = job.metadata.namespace.clone().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
-    let pod = pod_from_template(job);
-    let params = PostParams::default();
-    for result in join_all((0..count).map(|_| api.create(&params, &pod))).await {
-        match result {
-            Ok(created) => {
-                let pod_name = created.metadata.name.unwrap_or_default();
-                context.expectations.expect_creation(key, pod_name.clone());
-                tracing::debug!(pod.name = %pod_name, "created pod");
-                let message = format!("Created pod: {pod_name}");
-                record::normal(&context.client, Kind::Job, &job.metadata, "SuccessfulCreate", &message).await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "failed to create pod");
-                let message = format!("Error creating: {error}");
-                record::warning(&context.client, Kind::Job, &job.metadata, "FailedCreate", &message).await;
-            }
-        }
+    if count > 0 {
+        pod_writes::create(&owner(context, job, key), &pod_from_template(job), count).await;
     }
 }
 
 /// Deletes the given pods, each guarded by its uid, recording each as an expectation.
 pub async fn delete_pods(context: &Context, job: &Job, victims: &[Arc<Pod>], key: &str) {
-    let namespace = job.metadata.namespace.clone().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
-    let deletions = victims.iter().map(|pod| {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let uid = pod.metadata.uid.clone();
-        let params = DeleteParams {
-            preconditions: Some(Preconditions { uid: uid.clone(), resource_version: None }),
-            ..DeleteParams::default()
-        };
-        let api = api.clone();
-        async move { (name.clone(), uid, api.delete(&name, &params).await) }
-    });
-    for (pod_name, uid, result) in join_all(deletions).await {
-        match result {
-            Ok(_) => {
-                if let Some(uid) = uid {
-                    context.expectations.expect_deletion(key, uid);
-                }
-                let message = format!("Deleted pod: {pod_name}");
-                record::normal(&context.client, Kind::Job, &job.metadata, "SuccessfulDelete", &message).await;
-            }
-            Err(kube::Error::Api(status)) if status.is_not_found() => {}
-            Err(error) => {
-                tracing::warn!(pod.name = %pod_name, %error, "failed to delete pod");
-                let message = format!("Error deleting: {error}");
-                record::warning(&context.client, Kind::Job, &job.metadata, "FailedDelete", &message).await;
-            }
-        }
+    if !victims.is_empty() {
+        pod_writes::delete(&owner(context, job, key), victims).await;
+    }
+}
+
+fn owner<'a>(context: &'a Context, job: &'a Job, key: &'a str) -> pod_writes::Owner<'a> {
+    pod_writes::Owner {
+        client: &context.client,
+        kind: Kind::Job,
+        metadata: &job.metadata,
+        expectations: &context.expectations,
+        key,
     }
 }
 
