@@ -112,8 +112,8 @@ impl Expectations {
 pub const UNSEEN_CREATION_CHECK: Duration = Duration::from_secs(2);
 
 /// Asks the API about pods that the controller keyed `key` created a while ago and the
-/// cache still does not show, and drops the records of those that are gone: they were
-/// deleted before the cache saw them and never will be seen.
+/// cache still does not show. Pods the API no longer has were deleted before the cache
+/// saw them, so their records are dropped.
 pub async fn confirm_unseen_creations(expectations: &Expectations, client: &kube::Client, namespace: &str, key: &str) {
     let unseen = expectations.unseen_creations(key, UNSEEN_CREATION_CHECK);
     if unseen.is_empty() {

@@ -3,8 +3,7 @@
 
 use serde_json::Value;
 
-use super::pod::validate_pod_spec;
-use super::workload::{validate_selector, validate_template_labels};
+use super::workload::validate_selector_and_template;
 use super::{FieldError, Path, check_enum, check_min, field};
 use crate::defaults::job::{CONTROLLER_UID_LABEL, JOB_NAME_LABEL, LEGACY_CONTROLLER_UID_LABEL, LEGACY_JOB_NAME_LABEL};
 
@@ -37,7 +36,7 @@ pub(super) fn validate_job(object: &Value, old: Option<&Value>, errors: &mut Vec
         }
     }
 
-    validate_selector_and_template(spec, &path, errors);
+    validate_selector_and_template(spec, &path, true, JOB_RESTART_POLICIES, errors);
     if field(spec, "manualSelector").and_then(Value::as_bool) != Some(true) {
         validate_generated_selector(object, &path, errors);
     }
@@ -50,34 +49,6 @@ pub(super) fn validate_job(object: &Value, old: Option<&Value>, errors: &mut Vec
                 errors.push(FieldError::invalid(path.child(name), shown, "field is immutable"));
             }
         }
-    }
-}
-
-/// Checks that the selector parses and matches the template labels, and the pod spec with
-/// the restart policies a Job allows.
-fn validate_selector_and_template(spec: Option<&Value>, path: &Path, errors: &mut Vec<FieldError>) {
-    let selector = match field(spec, "selector") {
-        None => {
-            errors.push(FieldError::required(path.child("selector"), ""));
-            None
-        }
-        Some(selector) => validate_selector(selector, &path.child("selector"), true, errors),
-    };
-
-    let template_path = path.child("template");
-    let Some(template) = field(spec, "template") else {
-        errors.push(FieldError::required(template_path, ""));
-        return;
-    };
-    validate_template_labels(template, selector.as_ref(), &template_path, errors);
-
-    let pod_spec_path = template_path.child("spec");
-    let pod_spec = template.get("spec");
-    validate_pod_spec(pod_spec, &pod_spec_path, errors);
-    if let Some(policy) = field(pod_spec, "restartPolicy")
-        && !policy.as_str().is_some_and(|p| JOB_RESTART_POLICIES.contains(&p))
-    {
-        errors.push(FieldError::not_supported(pod_spec_path.child("restartPolicy"), policy.clone(), JOB_RESTART_POLICIES));
     }
 }
 
