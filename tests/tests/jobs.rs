@@ -1,6 +1,7 @@
-//! batch/v1 Jobs on the process runtime, driven by the real kubectl: a parallel Job runs
-//! to completion, a failing Job stops at its backoff limit, invalid Jobs are rejected
-//! with the bad field, and deleting a Job deletes its pods.
+//! batch/v1 Jobs on the process runtime, driven by the real kubectl. A parallel Job runs
+//! to completion, and failing Jobs stop at their backoff limit or deadline. A suspended
+//! Job waits, invalid Jobs are rejected with the bad field, and deleting a Job deletes
+//! its pods.
 
 use std::time::Duration;
 
@@ -122,7 +123,7 @@ fn invalid_jobs_rejected_with_field() {
     let listed = cluster.kubectl(&["get", "jobs", "-o", "name"]);
     assert_eq!(listed.trim(), "", "no Job may be stored: {listed}");
 
-    // Strict field validation, the default of kubectl apply, knows the Job schema.
+    // Strict field validation, the default of kubectl apply, checks against the Job schema.
     let manifest = job_manifest("typo", "  completion: 2\n", "[\"true\"]");
     let error = cluster.kubectl_stdin(&["apply", "-f", "-"], &manifest).expect_err("an unknown field must fail");
     assert!(error.contains("unknown field \"spec.completion\""), "{error}");
@@ -136,7 +137,7 @@ fn invalid_jobs_rejected_with_field() {
 #[test]
 fn created_job_runs_and_deletion_removes_pods() {
     let cluster = Cluster::start(ClusterOptions::default());
-    // `kubectl create job` builds the Job itself; `--image=host` runs on the process runtime.
+    // `kubectl create job` builds the Job itself, and `--image=host` runs on the process runtime.
     cluster.kubectl(&["create", "job", "hello", "--image=host", "--", "echo", "hi"]);
     let waited = cluster.try_kubectl(&["wait", "--for=condition=complete", "job/hello", "--timeout=60s"]);
     assert!(waited.is_ok(), "kubectl wait failed: {waited:?}\n{}", cluster.log());
@@ -179,4 +180,44 @@ fn deadline_and_ttl_end_job() {
     cluster.wait_until("job deleted after its TTL", Duration::from_secs(30), || {
         cluster.try_kubectl(&["get", "job", "slow"]).is_err()
     });
+}
+
+#[test]
+fn on_failure_restarts_count_toward_limit() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    // Under OnFailure the agent restarts the container in place, and each restart counts
+    // as a failure against backoffLimit.
+    let manifest = job_manifest("flaky", "  backoffLimit: 2\n", "[sh, -c, 'exit 1']").replace("Never", "OnFailure");
+    cluster.apply(&manifest);
+
+    let waited = cluster.try_kubectl(&["wait", "--for=condition=failed", "job/flaky", "--timeout=90s"]);
+    assert!(waited.is_ok(), "kubectl wait failed: {waited:?}\n{}", cluster.log());
+    let job = cluster.get_json(&["get", "job", "flaky"]).unwrap();
+    let conditions = job["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let failed = conditions.iter().find(|c| c["type"] == "Failed").expect("Failed condition");
+    assert_eq!(failed["reason"], "BackoffLimitExceeded");
+
+    // One pod was restarted rather than replaced, and the failed Job deleted it.
+    let created = cluster.kubectl(&["get", "events", "--field-selector", "reason=SuccessfulCreate,involvedObject.name=flaky", "--no-headers"]);
+    assert_eq!(created.lines().count(), 1, "one pod created: {created}");
+    cluster.wait_until("flaky pod deleted", Duration::from_secs(30), || job_pods(&cluster, "flaky").is_empty());
+}
+
+#[test]
+fn suspended_job_starts_on_resume() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    cluster.apply(&job_manifest("later", "  suspend: true\n", "[sh, -c, 'echo resumed']"));
+    cluster.wait_until("Suspended condition", Duration::from_secs(30), || {
+        cluster.get_json(&["get", "job", "later"]).is_ok_and(|job| conditions_true(&job, "Suspended"))
+    });
+    let row = cluster.kubectl(&["get", "job", "later", "--no-headers"]);
+    assert_eq!(row.split_whitespace().nth(1), Some("Suspended"), "{row}");
+    assert!(job_pods(&cluster, "later").is_empty(), "a suspended Job runs no pods");
+
+    cluster.kubectl(&["patch", "job", "later", "--type=merge", "-p", r#"{"spec":{"suspend":false}}"#]);
+    let waited = cluster.try_kubectl(&["wait", "--for=condition=complete", "job/later", "--timeout=60s"]);
+    assert!(waited.is_ok(), "kubectl wait failed: {waited:?}\n{}", cluster.log());
+    let job = cluster.get_json(&["get", "job", "later"]).unwrap();
+    assert!(!conditions_true(&job, "Suspended"), "status: {}", job["status"]);
+    assert_eq!(cluster.kubectl(&["logs", "job/later"]).trim(), "resumed");
 }
