@@ -64,6 +64,12 @@ fn parallel_job_completes() {
     }
     let job_logs = cluster.kubectl(&["logs", "job/counter"]);
     assert!(job_logs.contains("finished"), "{job_logs:?}");
+
+    // kubectl describe reads the status and the Job's events.
+    let described = cluster.kubectl(&["describe", "job", "counter"]);
+    assert!(described.contains("0 Active (0 Ready) / 3 Succeeded / 0 Failed"), "{described}");
+    assert!(described.contains("SuccessfulCreate"), "{described}");
+    assert!(described.contains("Completed"), "{described}");
 }
 
 #[test]
