@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -167,23 +167,7 @@ pub fn plan(job: &Job, owned: &[Arc<Pod>], now: Timestamp) -> Plan {
 
     // Decide success or failure. Interim conditions come first, and the final one once
     // no pod of the Job runs or terminates any more.
-    let backoff_limit = spec.backoff_limit.unwrap_or(6);
-    let on_failure = spec.template.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("OnFailure");
-    let restarts_exceeded = on_failure && counts.restarts > 0 && counts.restarts >= backoff_limit.max(1);
-    let deadline_passed = deadline_remaining(spec.active_deadline_seconds, status.start_time.as_ref(), now)
-        .is_some_and(|remaining| remaining.is_zero());
-    let failure = if has_condition(Some(&status), "FailureTarget") {
-        status.conditions.iter().flatten().find(|c| c.type_ == "FailureTarget").map(|c| {
-            let reason = if c.reason.as_deref() == Some(DEADLINE_EXCEEDED) { DEADLINE_EXCEEDED } else { BACKOFF_LIMIT_EXCEEDED };
-            (reason, c.message.clone().unwrap_or_default())
-        })
-    } else if counts.failed > backoff_limit || restarts_exceeded {
-        Some((BACKOFF_LIMIT_EXCEEDED, BACKOFF_MESSAGE.to_string()))
-    } else if deadline_passed && !suspended {
-        Some((DEADLINE_EXCEEDED, DEADLINE_MESSAGE.to_string()))
-    } else {
-        None
-    };
+    let failure = failure(&spec, &status, &counts, now);
     let succeeded_enough = match spec.completions {
         Some(completions) => counts.succeeded >= completions,
         None => counts.succeeded > 0 && counts.active.is_empty(),
@@ -231,9 +215,31 @@ pub fn plan(job: &Job, owned: &[Arc<Pod>], now: Timestamp) -> Plan {
     plan
 }
 
+/// Returns the reason and message the Job fails with: an earlier FailureTarget's, too
+/// many failed pods (or container restarts under `OnFailure`), or the active deadline.
+fn failure(spec: &JobSpec, status: &JobStatus, counts: &Counts, now: Timestamp) -> Option<(&'static str, String)> {
+    if has_condition(Some(status), "FailureTarget") {
+        let target = status.conditions.iter().flatten().find(|c| c.type_ == "FailureTarget")?;
+        let reason = if target.reason.as_deref() == Some(DEADLINE_EXCEEDED) { DEADLINE_EXCEEDED } else { BACKOFF_LIMIT_EXCEEDED };
+        return Some((reason, target.message.clone().unwrap_or_default()));
+    }
+    let backoff_limit = spec.backoff_limit.unwrap_or(6);
+    let on_failure = spec.template.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("OnFailure");
+    let restarts_exceeded = on_failure && counts.restarts > 0 && counts.restarts >= backoff_limit.max(1);
+    if counts.failed > backoff_limit || restarts_exceeded {
+        return Some((BACKOFF_LIMIT_EXCEEDED, BACKOFF_MESSAGE.to_string()));
+    }
+    let deadline_passed = deadline_remaining(spec.active_deadline_seconds, status.start_time.as_ref(), now)
+        .is_some_and(|remaining| remaining.is_zero());
+    if deadline_passed && spec.suspend != Some(true) {
+        return Some((DEADLINE_EXCEEDED, DEADLINE_MESSAGE.to_string()));
+    }
+    None
+}
+
 /// Plans creations up to parallelism (never past the completions still missing) and
 /// deletions of any surplus, waiting out the failure back-off before creating.
-fn plan_pods(spec: &k8s_openapi::api::batch::v1::JobSpec, counts: &Counts, now: Timestamp, plan: &mut Plan) {
+fn plan_pods(spec: &JobSpec, counts: &Counts, now: Timestamp, plan: &mut Plan) {
     let parallelism = spec.parallelism.unwrap_or(1).max(0);
     let wanted = match spec.completions {
         Some(completions) => parallelism.min((completions - counts.succeeded).max(0)),
