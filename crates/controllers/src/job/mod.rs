@@ -139,9 +139,12 @@ pub async fn reconcile(job: Arc<Job>, context: Arc<Context>) -> Result<Action, E
         }
         let plan = plan::plan(&job, &owned, now);
 
+        // The status goes first: a FailureTarget or SuccessCriteriaMet condition must be
+        // stored before the pods it ends are deleted, and a stale cached Job fails this
+        // write with a conflict before any pod is written.
+        commit::write_status(&context, &job, plan.status.clone()).await?;
         commit::delete_pods(&context, &job, &plan.delete, &uid).await;
         commit::create_pods(&context, &job, plan.create, &uid).await;
-        commit::write_status(&context, &job, plan.status.clone()).await?;
         for note in &plan.notes {
             commit::record(&context, &job, note).await;
         }

@@ -55,7 +55,7 @@ struct Counts {
     terminating: i32,
     succeeded: i32,
     failed: i32,
-    /// Container restarts of active pods, which count as failures under `OnFailure`.
+    /// Container restarts of pods not yet finished, which count as failures under `OnFailure`.
     restarts: i32,
     /// The latest time a pod failed, the start of the back-off.
     last_failure: Option<Timestamp>,
@@ -71,7 +71,12 @@ fn count(pods: &[Arc<Pod>]) -> Counts {
                 let finished = finished_at(pod);
                 counts.last_failure = counts.last_failure.max(finished);
             }
-            _ if pod.metadata.deletion_timestamp.is_some() => counts.terminating += 1,
+            // A pod being deleted still counts its restarts, so that the failure decision
+            // does not change while the pods of a failing Job terminate.
+            _ if pod.metadata.deletion_timestamp.is_some() => {
+                counts.terminating += 1;
+                counts.restarts += total_restarts(pod);
+            }
             _ => {
                 counts.restarts += total_restarts(pod);
                 if pods::ready_since(pod).is_some() {

@@ -141,3 +141,15 @@ fn ttl_counts_from_completion() {
     assert_eq!(ttl_remaining(&finished, at(106)), Some(Duration::ZERO));
     assert_eq!(ttl_remaining(&job(Some(1), 1, 6, "Never"), at(106)), None);
 }
+
+#[test]
+fn terminating_pod_restarts_still_fail_job() {
+    // The pod that pushed an OnFailure Job past its limit is being deleted: the Job must
+    // stay failing rather than start a replacement.
+    let mut deleting = pod("p0", 1, "n1", "Running", None, 2);
+    deleting.metadata.deletion_timestamp = Some(Time(at(99)));
+    let planned = plan(&job(Some(1), 1, 2, "OnFailure"), &[Arc::new(deleting)], at(100));
+    assert_eq!(planned.create, 0);
+    assert_eq!(planned.status.terminating, Some(1));
+    assert!(condition(&planned.status, "FailureTarget").is_some());
+}
