@@ -84,7 +84,7 @@ pub fn ctr(data_dir: &Path, args: &[&str]) -> String {
 /// Deletes the workloads and pods, so that the agent stops and removes every sandbox
 /// (and with it the network namespaces) through CRI, and waits up to 30 s for it.
 pub fn remove_workloads(cluster: &Cluster) {
-    let _ = cluster.try_kubectl(&["delete", "deployments,replicasets", "--all", "--wait=false"]);
+    let _ = cluster.try_kubectl(&["delete", "deployments,replicasets,jobs", "--all", "--wait=false"]);
     let _ = cluster.try_kubectl(&["delete", "pods", "--all", "--grace-period=1", "--wait=false"]);
     let data_dir = cluster.data_dir.path();
     let deadline = Instant::now() + Duration::from_secs(30);

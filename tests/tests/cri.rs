@@ -1,8 +1,5 @@
 //! Real images through CRI: `capstan up --runtime cri` starts its own containerd, and
-//! kubectl runs busybox pods from the archives that `scripts/build-images` writes.
-//!
-//! The Job controller does not exist yet, so batch work is covered by a bare pod with
-//! `restartPolicy: Never` that must reach `Succeeded`.
+//! kubectl runs busybox pods and Jobs from the archives that `scripts/build-images` writes.
 
 use std::process::Command;
 use std::time::Duration;
@@ -358,4 +355,74 @@ spec:
         let conditions = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
         conditions.iter().any(|c| c["type"] == "PodScheduled" && c["status"] == "False")
     });
+}
+
+#[test]
+fn busybox_job_completes_with_log() {
+    let Some(cluster) = cri_cluster() else { return };
+    // The shape of the Job examples in the Kubernetes documentation, with the plain
+    // `busybox` image name that the loaded archive is also tagged with.
+    cluster.apply(
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: say-done
+spec:
+  backoffLimit: 4
+  template:
+    spec:
+      containers:
+      - name: say-done
+        image: busybox
+        command: ["sh", "-c", "echo done"]
+      restartPolicy: Never
+"#,
+    );
+
+    let waited = cluster.try_kubectl(&["wait", "--for=condition=complete", "job/say-done", "--timeout=90s"]);
+    assert!(waited.is_ok(), "kubectl wait failed: {waited:?}\n{}", cluster.log());
+    let job = cluster.get_json(&["get", "job", "say-done"]).unwrap();
+    assert_eq!(job["status"]["succeeded"], 1, "status: {}", job["status"]);
+    let pods = cluster.pods("batch.kubernetes.io/job-name=say-done");
+    assert_eq!(pods.len(), 1, "pods: {pods:?}");
+    let pod = &pods[0];
+    assert_eq!(pod["status"]["phase"], "Succeeded");
+    let status = container_status(pod, "say-done");
+    assert_eq!(status["state"]["terminated"]["exitCode"], 0, "{status}");
+    assert!(status["containerID"].as_str().is_some_and(|id| id.len() > 20), "{status}");
+    assert_eq!(cluster.kubectl(&["logs", "job/say-done"]), "done\n");
+}
+
+#[test]
+fn exec_into_httpd_returns_output_and_code() {
+    let Some(cluster) = cri_cluster() else { return };
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: web}}
+spec:
+  containers:
+  - name: httpd
+    image: {BUSYBOX}
+    command: ["sh", "-c", "mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 8080 -h /www"]
+"#
+    ));
+    cluster.wait_until("web ready", Duration::from_secs(90), || pod_ready(&pod(&cluster, "web")));
+
+    // The remote command's stdout arrives, and its exit code becomes kubectl's.
+    let output = cluster
+        .kubectl_command(&["exec", "web", "--", "sh", "-c", "echo out; exit 3"])
+        .output()
+        .expect("run kubectl exec");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "out\n");
+    assert_eq!(output.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+
+    // The command runs inside the container: it sees the file the container wrote, which
+    // the host does not have, and the container's httpd process.
+    let inside = cluster.kubectl(&["exec", "web", "--", "cat", "/www/index.html"]);
+    assert_eq!(inside, "hello\n");
+    let httpd = cluster.kubectl(&["exec", "web", "-c", "httpd", "--", "pidof", "httpd"]);
+    assert!(httpd.trim().parse::<u32>().is_ok(), "pidof httpd: {httpd:?}");
 }

@@ -9,6 +9,8 @@ use serde_json::{Map, Value, json};
 
 use crate::resources::ResourceInfo;
 
+pub mod job;
+
 /// Fills in the fields Kubernetes defaults when a client leaves them out. Fields already
 /// set are never changed, and a malformed object is left as it is for validation to report.
 pub fn apply_defaults(resource: &ResourceInfo, object: &mut Value) {
@@ -16,6 +18,7 @@ pub fn apply_defaults(resource: &ResourceInfo, object: &mut Value) {
         ("", "Pod") => default_pod(object),
         ("apps", "Deployment") => default_deployment(object),
         ("apps", "ReplicaSet") => default_replica_set(object),
+        ("batch", "Job") => job::default_job(object),
         ("", "Service") => default_service(object),
         ("", "Secret") => set_default(object, "type", json!("Opaque")),
         ("", "Namespace") => default_namespace(object),
@@ -31,7 +34,7 @@ pub fn apply_defaults(resource: &ResourceInfo, object: &mut Value) {
 }
 
 /// Sets `object[name]` to `value` when the field is missing or null.
-fn set_default(object: &mut Value, name: &str, value: Value) {
+pub(crate) fn set_default(object: &mut Value, name: &str, value: Value) {
     if let Some(map) = object.as_object_mut() {
         let slot = map.entry(name.to_string()).or_insert(Value::Null);
         if slot.is_null() {
@@ -42,7 +45,7 @@ fn set_default(object: &mut Value, name: &str, value: Value) {
 
 /// The object at `object[name]`, created empty when missing; `None` if either is not an
 /// object.
-fn object_mut<'a>(object: &'a mut Value, name: &str) -> Option<&'a mut Value> {
+pub(crate) fn object_mut<'a>(object: &'a mut Value, name: &str) -> Option<&'a mut Value> {
     set_default(object, name, Value::Object(Map::new()));
     object.get_mut(name).filter(|v| v.is_object())
 }
@@ -100,7 +103,7 @@ fn default_replica_set(replica_set: &mut Value) {
 }
 
 /// Defaults `spec.template.spec` of a workload; a missing template stays missing.
-fn default_template(spec: &mut Value) {
+pub(crate) fn default_template(spec: &mut Value) {
     let Some(template) = spec.get_mut("template").filter(|t| t.is_object()) else { return };
     if let Some(pod_spec) = object_mut(template, "spec") {
         default_pod_spec(pod_spec);

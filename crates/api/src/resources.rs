@@ -163,6 +163,11 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true, short_names: &["rs"], categories: &["all"], verbs: CRUD,
         subresources: &[status("apps", "ReplicaSet"), scale()], status_subresource: true,
     },
+    ResourceInfo {
+        group: "batch", version: "v1", kind: "Job", plural: "jobs", singular: "job",
+        namespaced: true, short_names: &[], categories: &["all"], verbs: CRUD,
+        subresources: &[status("batch", "Job")], status_subresource: true,
+    },
 ];
 
 /// Finds a resource by group, version and plural name.

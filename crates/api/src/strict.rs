@@ -10,6 +10,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, Secret, Service, ServiceAccount,
@@ -50,6 +51,7 @@ fn schemas() -> &'static Schemas {
         add("node.k8s.io", "RuntimeClass", generator.subschema_for::<RuntimeClass>());
         add("apps", "Deployment", generator.subschema_for::<Deployment>());
         add("apps", "ReplicaSet", generator.subschema_for::<ReplicaSet>());
+        add("batch", "Job", generator.subschema_for::<Job>());
         add("discovery.k8s.io", "EndpointSlice", generator.subschema_for::<EndpointSlice>());
         let definitions = generator.take_definitions(true);
         Schemas { roots, definitions }

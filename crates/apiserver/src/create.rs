@@ -71,6 +71,8 @@ pub async fn insert(
             && let Some(prefix) = &generate_prefix
         {
             meta::metadata_mut(&mut object)?.insert("name".into(), json!(generate_name(prefix)));
+            // Some defaults derive from the name (a Job's `job-name` pod label).
+            rules::apply_defaults(resource, &mut object);
         }
         rules::validate(resource, &object, None)?;
         let name = meta::name(&object).unwrap_or_default();
@@ -159,7 +161,7 @@ fn prepare_new(resource: &ResourceInfo, namespace: Option<&str>, object: &mut Va
 
     let root = object.as_object_mut().ok_or_else(|| ApiError::bad_request("the body must be an object"))?;
     match resource.kind {
-        "Deployment" | "ReplicaSet" => {
+        "Deployment" | "ReplicaSet" | "Job" => {
             root.remove("status");
         }
         "Pod" => {

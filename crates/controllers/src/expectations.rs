@@ -108,6 +108,26 @@ impl Expectations {
     }
 }
 
+/// How long a created pod may be missing from the cache before the API is asked about it.
+pub const UNSEEN_CREATION_CHECK: Duration = Duration::from_secs(2);
+
+/// Asks the API about pods that the controller keyed `key` created a while ago and the
+/// cache still does not show. Pods the API no longer has were deleted before the cache
+/// saw them, so their records are dropped.
+pub async fn confirm_unseen_creations(expectations: &Expectations, client: &kube::Client, namespace: &str, key: &str) {
+    let unseen = expectations.unseen_creations(key, UNSEEN_CREATION_CHECK);
+    if unseen.is_empty() {
+        return;
+    }
+    let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client.clone(), namespace);
+    for pod_name in unseen {
+        if let Ok(None) = api.get_opt(&pod_name).await {
+            tracing::debug!(pod.name = %pod_name, "created pod is gone before the cache saw it");
+            expectations.observe_gone(key, &pod_name);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,11 +2,12 @@
 //! list the pods behind Services.
 //!
 //! Start with [`run_workload_controllers`], which wires the shared caches and runs
-//! the [`deployment`], [`replicaset`] and [`endpoints`] controllers. Each controller module is laid out as
+//! the [`deployment`], [`replicaset`], [`job`] and [`endpoints`] controllers. Each controller module is laid out as
 //! watch → cache → queue (kube-runtime's `Controller`) → `reconcile`, with the pure
 //! planning in a `plan` module and the API writes in a `commit` module.
 
 mod expectations;
+mod pod_writes;
 mod pods;
 mod record;
 mod selector;
@@ -14,6 +15,7 @@ mod selector;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod job;
 pub mod namespace;
 pub mod replicaset;
 
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
@@ -40,7 +43,7 @@ pub enum Error {
 /// Events a shared reflector buffers for each subscriber before it waits for the slowest.
 const SHARED_BUFFER: usize = 1024;
 
-/// Runs the Deployment, ReplicaSet and endpoints controllers until one fails.
+/// Runs the Deployment, ReplicaSet, Job and endpoints controllers until one fails.
 pub async fn run_workload_controllers(client: Client) -> Result<(), Error> {
     // One reflector per kind fills a cache and, through subscriptions, triggers the
     // controllers. Because the cache is written before subscribers see an event, a
@@ -52,9 +55,20 @@ pub async fn run_workload_controllers(client: Client) -> Result<(), Error> {
     else {
         return Err(Error::ControllerStopped { controller: "shared cache" });
     };
+    let (jobs, job_writer) = reflector::store_shared::<Job>(SHARED_BUFFER);
+    let (Some(job_events), Some(pod_events_for_jobs)) = (job_writer.subscribe(), pod_writer.subscribe()) else {
+        return Err(Error::ControllerStopped { controller: "shared cache" });
+    };
     let (deleted_pods_tx, deleted_pods) = mpsc::channel(SHARED_BUFFER);
-    let pod_reflector = shared_reflector(Api::<Pod>::all(client.clone()), pod_writer, "pod", Some(deleted_pods_tx));
-    let rs_reflector = shared_reflector(Api::<ReplicaSet>::all(client.clone()), rs_writer, "replica set", None);
+    let (deleted_job_pods_tx, deleted_job_pods) = mpsc::channel(SHARED_BUFFER);
+    let pod_reflector = shared_reflector(
+        Api::<Pod>::all(client.clone()),
+        pod_writer,
+        "pod",
+        vec![deleted_pods_tx, deleted_job_pods_tx],
+    );
+    let rs_reflector = shared_reflector(Api::<ReplicaSet>::all(client.clone()), rs_writer, "replica set", Vec::new());
+    let job_reflector = shared_reflector(Api::<Job>::all(client.clone()), job_writer, "job", Vec::new());
     let endpoints_controllers = run_endpoints_controller(
         client.clone(),
         pods.clone(),
@@ -70,14 +84,22 @@ pub async fn run_workload_controllers(client: Client) -> Result<(), Error> {
     let deployment_context = Arc::new(deployment::Context {
         client: client.clone(),
         replica_sets,
-        pods,
+        pods: pods.clone(),
     });
     let deployment_controller = deployment::controller(&client, rs_events_for_deployments);
-    tracing::info!("starting the deployment and replica set controllers");
+    let job_controller = job::controller(job_events, jobs, futures::stream::select(pod_events_for_jobs, deleted_job_pods));
+    let job_context = Arc::new(job::Context {
+        client: client.clone(),
+        pods: pods.clone(),
+        expectations: expectations::Expectations::default(),
+    });
+    tracing::info!("starting the deployment, replica set and job controllers");
 
     tokio::select! {
         () = pod_reflector => Err(Error::ControllerStopped { controller: "pod cache" }),
         () = rs_reflector => Err(Error::ControllerStopped { controller: "replica set cache" }),
+        () = job_reflector => Err(Error::ControllerStopped { controller: "job cache" }),
+        () = job::run(job_controller, job_context) => Err(Error::ControllerStopped { controller: "job" }),
         () = replicaset::run(rs_controller, rs_context) => Err(Error::ControllerStopped { controller: "replica set" }),
         () = deployment::run(deployment_controller, deployment_context) => Err(Error::ControllerStopped { controller: "deployment" }),
         result = endpoints_controllers => result,
@@ -106,11 +128,11 @@ async fn run_endpoints_controller(
     let (deleted_slices_tx, deleted_slices) = mpsc::channel(SHARED_BUFFER);
     let (deleted_endpoints_tx, deleted_endpoints) = mpsc::channel(SHARED_BUFFER);
     let service_reflector =
-        shared_reflector(Api::<Service>::all(client.clone()), service_writer, "service", Some(deleted_services_tx));
+        shared_reflector(Api::<Service>::all(client.clone()), service_writer, "service", vec![deleted_services_tx]);
     let slice_reflector =
-        shared_reflector(Api::<EndpointSlice>::all(client.clone()), slice_writer, "endpoint slice", Some(deleted_slices_tx));
+        shared_reflector(Api::<EndpointSlice>::all(client.clone()), slice_writer, "endpoint slice", vec![deleted_slices_tx]);
     let endpoints_reflector =
-        shared_reflector(Api::<Endpoints>::all(client.clone()), endpoints_writer, "endpoints", Some(deleted_endpoints_tx));
+        shared_reflector(Api::<Endpoints>::all(client.clone()), endpoints_writer, "endpoints", vec![deleted_endpoints_tx]);
 
     let triggers = endpoints::Triggers {
         services: service_events,
@@ -132,13 +154,13 @@ async fn run_endpoints_controller(
 }
 
 /// Watches every `K` into `writer`, retrying watch errors with backoff; the future ends
-/// only when the watch stream does. Objects deleted from the cache go to `deleted`, because
+/// only when the watch stream does. Objects deleted from the cache go to each of `deleted`, because
 /// the subscriptions of a shared reflector carry only applied objects.
 async fn shared_reflector<K>(
     api: Api<K>,
     writer: reflector::store::Writer<K>,
     kind: &'static str,
-    deleted: Option<mpsc::Sender<Arc<K>>>,
+    deleted: Vec<mpsc::Sender<Arc<K>>>,
 ) where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
@@ -150,10 +172,11 @@ async fn shared_reflector<K>(
             async move {
                 match event {
                     Ok(watcher::Event::Delete(object)) => {
-                        if let Some(mut sender) = deleted {
+                        let object = Arc::new(object);
+                        for mut sender in deleted {
                             // A closed receiver means its controller stopped, which
                             // ends this reflector's task group anyway.
-                            let _ = sender.send(Arc::new(object)).await;
+                            let _ = sender.send(object.clone()).await;
                         }
                     }
                     Ok(_) => {}

@@ -9,12 +9,15 @@ use kube::Client;
 pub const DEPLOYMENT_COMPONENT: &str = "deployment-controller";
 /// Reporting component of the ReplicaSet controller's events, as in Kubernetes.
 pub const REPLICASET_COMPONENT: &str = "replicaset-controller";
+/// Reporting component of the Job controller's events, as in Kubernetes.
+pub const JOB_COMPONENT: &str = "job-controller";
 
 /// An object kind the controllers report on.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
     Deployment,
     ReplicaSet,
+    Job,
 }
 
 impl Kind {
@@ -22,6 +25,14 @@ impl Kind {
         match self {
             Kind::Deployment => "Deployment",
             Kind::ReplicaSet => "ReplicaSet",
+            Kind::Job => "Job",
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        match self {
+            Kind::Deployment | Kind::ReplicaSet => "apps/v1",
+            Kind::Job => "batch/v1",
         }
     }
 
@@ -29,6 +40,7 @@ impl Kind {
         match self {
             Kind::Deployment => DEPLOYMENT_COMPONENT,
             Kind::ReplicaSet => REPLICASET_COMPONENT,
+            Kind::Job => JOB_COMPONENT,
         }
     }
 }
@@ -51,6 +63,6 @@ async fn write(
     reason: &str,
     message: &str,
 ) {
-    let reference = events::object_reference("apps/v1", kind.name(), metadata);
+    let reference = events::object_reference(kind.api_version(), kind.name(), metadata);
     events::record(client, &reference, event_type, reason, message, kind.component()).await;
 }

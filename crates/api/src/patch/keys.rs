@@ -95,6 +95,7 @@ pub static FIELD_RULES: &[FieldRule] = &[
     keyed("io.k8s.api.core.v1.NodeStatus", "addresses", "io.k8s.api.core.v1.NodeAddress", "type"),
     keyed("io.k8s.api.apps.v1.DeploymentStatus", "conditions", "io.k8s.api.apps.v1.DeploymentCondition", "type"),
     keyed("io.k8s.api.apps.v1.ReplicaSetStatus", "conditions", "io.k8s.api.apps.v1.ReplicaSetCondition", "type"),
+    keyed("io.k8s.api.batch.v1.JobStatus", "conditions", "io.k8s.api.batch.v1.JobCondition", "type"),
     keyed("io.k8s.api.apps.v1.StatefulSetStatus", "conditions", "io.k8s.api.apps.v1.StatefulSetCondition", "type"),
     keyed("io.k8s.api.apps.v1.DaemonSetStatus", "conditions", "io.k8s.api.apps.v1.DaemonSetCondition", "type"),
     // Services.

@@ -38,6 +38,16 @@ const REPLICA_SET: &[Column] = &[
     IMAGES,
     SELECTOR,
 ];
+const JOB: &[Column] = &[
+    NAME,
+    column("Status", "string", "Job state: Running, Complete, Failed, Suspended, Terminating or an interim condition."),
+    column("Completions", "string", "Succeeded pods out of the desired completions."),
+    column("Duration", "string", "Time from the job's start to its completion, or to now while it runs."),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    SELECTOR,
+];
 const SERVICE: &[Column] = &[
     NAME,
     column("Type", "string", "Type of the service."),
@@ -93,6 +103,7 @@ pub(super) fn printer(group: &str, kind: &str) -> Printer {
         ("", "Pod") => (pod::COLUMNS, pod::cells),
         ("apps", "Deployment") => (DEPLOYMENT, deployment),
         ("apps", "ReplicaSet") => (REPLICA_SET, replica_set),
+        ("batch", "Job") => (JOB, super::job::cells),
         ("", "Service") => (SERVICE, service),
         ("", "Node") => (NODE, node),
         ("", "Namespace") => (NAMESPACE, namespace),
@@ -108,16 +119,16 @@ pub(super) fn printer(group: &str, kind: &str) -> Printer {
     Printer { columns, cells }
 }
 
-fn name(object: &Value) -> Value {
+pub(super) fn name(object: &Value) -> Value {
     json!(text(object, "/metadata/name"))
 }
 
-fn created(object: &Value, now: Timestamp) -> Value {
+pub(super) fn created(object: &Value, now: Timestamp) -> Value {
     json!(age(object, "/metadata/creationTimestamp", now))
 }
 
 /// Container names, images and the selector string of a workload's pod template.
-fn template_cells(object: &Value) -> [Value; 3] {
+pub(super) fn template_cells(object: &Value) -> [Value; 3] {
     let containers = list(object, "/spec/template/spec/containers");
     let names: Vec<&str> = containers.iter().map(|c| text(c, "/name")).collect();
     let images: Vec<&str> = containers.iter().map(|c| text(c, "/image")).collect();

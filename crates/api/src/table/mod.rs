@@ -5,6 +5,7 @@
 //! the `-o wide` columns (priority 1): kubectl hides those columns itself.
 
 mod discovery;
+mod job;
 mod kinds;
 mod pod;
 

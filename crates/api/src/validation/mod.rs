@@ -10,6 +10,7 @@ mod config;
 mod container;
 mod endpoints;
 mod errors;
+mod job;
 mod metadata;
 mod pod;
 mod pod_update;
@@ -42,6 +43,7 @@ pub fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) ->
         }
         ("apps", "Deployment") => workload::validate_deployment(object, old, &mut errors),
         ("apps", "ReplicaSet") => workload::validate_replica_set(object, old, &mut errors),
+        ("batch", "Job") => job::validate_job(object, old, &mut errors),
         ("", "Service") => {
             service::validate_service(object, &mut errors);
             if let Some(old) = old {

@@ -48,19 +48,59 @@ fn validate_replicated_spec(spec: Option<&Value>, path: &Path, errors: &mut Vec<
     check_min(spec, "replicas", 0, path, errors);
     check_min(spec, "minReadySeconds", 0, path, errors);
 
+    let Some((pod_spec, pod_spec_path)) = validate_selector_and_template(spec, path, false, &["Always"], errors) else {
+        return;
+    };
+    if field(pod_spec, "activeDeadlineSeconds").is_some() {
+        let detail = "activeDeadlineSeconds in ReplicaSet is not Supported";
+        errors.push(FieldError::forbidden(pod_spec_path.child("activeDeadlineSeconds"), detail));
+    }
+}
+
+/// Validates a workload's selector, the template labels against it, and the pod spec with
+/// its restart policy limited to `restart_policies`. Returns the pod spec and its path for
+/// the caller's own rules, or `None` when the template is missing.
+pub(super) fn validate_selector_and_template<'a>(
+    spec: Option<&'a Value>,
+    path: &Path,
+    allow_empty_selector: bool,
+    restart_policies: &[&str],
+    errors: &mut Vec<FieldError>,
+) -> Option<(Option<&'a Value>, Path)> {
     let selector = match field(spec, "selector") {
         None => {
             errors.push(FieldError::required(path.child("selector"), ""));
             None
         }
-        Some(selector) => validate_selector(selector, &path.child("selector"), errors),
+        Some(selector) => validate_selector(selector, &path.child("selector"), allow_empty_selector, errors),
     };
 
     let template_path = path.child("template");
     let Some(template) = field(spec, "template") else {
         errors.push(FieldError::required(template_path, ""));
-        return;
+        return None;
     };
+    validate_template_labels(template, selector.as_ref(), &template_path, errors);
+
+    let pod_spec_path = template_path.child("spec");
+    let pod_spec = template.get("spec");
+    validate_pod_spec(pod_spec, &pod_spec_path, errors);
+    if let Some(policy) = field(pod_spec, "restartPolicy")
+        && !policy.as_str().is_some_and(|p| restart_policies.contains(&p))
+    {
+        errors.push(FieldError::not_supported(pod_spec_path.child("restartPolicy"), policy.clone(), restart_policies));
+    }
+    Some((pod_spec, pod_spec_path))
+}
+
+/// Validates the labels of the pod template at `template_path` and checks that `selector`
+/// (when it is valid) matches them.
+fn validate_template_labels(
+    template: &Value,
+    selector: Option<&LabelSelector>,
+    template_path: &Path,
+    errors: &mut Vec<FieldError>,
+) {
     let labels_path = template_path.child("metadata").child("labels");
     let labels = template.get("metadata").and_then(|m| m.get("labels"));
     validate_labels(labels, &labels_path, errors);
@@ -73,21 +113,16 @@ fn validate_replicated_spec(spec: Option<&Value>, path: &Path, errors: &mut Vec<
             errors.push(FieldError::invalid(labels_path, shown, detail));
         }
     }
-
-    let pod_spec_path = template_path.child("spec");
-    let pod_spec = template.get("spec");
-    validate_pod_spec(pod_spec, &pod_spec_path, errors);
-    if let Some(policy) = field(pod_spec, "restartPolicy").filter(|p| p.as_str() != Some("Always")) {
-        errors.push(FieldError::not_supported(pod_spec_path.child("restartPolicy"), policy.clone(), &["Always"]));
-    }
-    if field(pod_spec, "activeDeadlineSeconds").is_some() {
-        let detail = "activeDeadlineSeconds in ReplicaSet is not Supported";
-        errors.push(FieldError::forbidden(pod_spec_path.child("activeDeadlineSeconds"), detail));
-    }
 }
 
 /// Validates a metav1 LabelSelector and returns it parsed, or `None` when it is invalid.
-fn validate_selector(selector: &Value, path: &Path, errors: &mut Vec<FieldError>) -> Option<LabelSelector> {
+/// Only Jobs (`allow_empty`) accept a selector without requirements, which matches every pod.
+fn validate_selector(
+    selector: &Value,
+    path: &Path,
+    allow_empty: bool,
+    errors: &mut Vec<FieldError>,
+) -> Option<LabelSelector> {
     let before = errors.len();
     validate_labels(selector.get("matchLabels"), &path.child("matchLabels"), errors);
     let expressions_path = path.child("matchExpressions");
@@ -96,7 +131,7 @@ fn validate_selector(selector: &Value, path: &Path, errors: &mut Vec<FieldError>
         validate_selector_expression(expression, &expressions_path.index(index), errors);
     }
     let match_labels = selector.get("matchLabels").and_then(Value::as_object).map_or(0, |m| m.len());
-    if match_labels + expressions.len() == 0 {
+    if match_labels + expressions.len() == 0 && !allow_empty {
         errors.push(FieldError::invalid(path.clone(), selector.clone(), "empty selector is invalid for deployment"));
     }
     if errors.len() > before {

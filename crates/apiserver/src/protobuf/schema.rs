@@ -1,5 +1,5 @@
 //! Protobuf field tables for the kinds that kubectl's generators send (`kubectl create
-//! configmap|secret|namespace|deployment|service|serviceaccount`, `kubectl run`,
+//! configmap|secret|namespace|deployment|job|service|serviceaccount`, `kubectl run`,
 //! `kubectl expose`, evictions from `kubectl drain`).
 //!
 //! Field numbers are those of the `generated.proto` files of k8s.io/api and
@@ -213,6 +213,21 @@ pub static MESSAGES: &[(&str, &[Field])] = &[
     ]),
     ("DeploymentStrategy", &[field(1, "type", Str), field(2, "rollingUpdate", Msg("RollingUpdateDeployment"))]),
     ("RollingUpdateDeployment", &[field(1, "maxUnavailable", IntOrString), field(2, "maxSurge", IntOrString)]),
+    // batch/v1
+    ("Job", &[field(1, "metadata", Msg("ObjectMeta")), field(2, "spec", Msg("JobSpec")), field(3, "status", Skip)]),
+    ("JobSpec", &[
+        pointer(1, "parallelism", Int),
+        pointer(2, "completions", Int),
+        pointer(3, "activeDeadlineSeconds", Int),
+        field(4, "selector", Msg("LabelSelector")),
+        pointer(5, "manualSelector", Bool),
+        field(6, "template", Msg("PodTemplateSpec")),
+        pointer(7, "backoffLimit", Int),
+        pointer(8, "ttlSecondsAfterFinished", Int),
+        pointer(9, "completionMode", Str),
+        pointer(10, "suspend", Bool),
+        pointer(14, "podReplacementPolicy", Str),
+    ]),
     // policy/v1
     ("Eviction", &[field(1, "metadata", Msg("ObjectMeta")), field(2, "deleteOptions", Msg("DeleteOptions"))]),
 ];
@@ -222,6 +237,7 @@ pub fn root(api_version: &str, kind: &str) -> Option<&'static str> {
     let name = match (api_version, kind) {
         ("v1", "ConfigMap" | "Secret" | "Namespace" | "ServiceAccount" | "Service" | "Pod") => kind,
         ("apps/v1", "Deployment") => "Deployment",
+        ("batch/v1", "Job") => "Job",
         ("policy/v1", "Eviction") => "Eviction",
         ("meta.k8s.io/v1" | "v1", "DeleteOptions") => "DeleteOptions",
         _ => return None,

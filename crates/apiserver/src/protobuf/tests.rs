@@ -97,7 +97,7 @@ fn unknown_field_is_reported() {
 
 #[test]
 fn unknown_kind_is_reported() {
-    let error = decode(&envelope("batch/v1", "Job", &[])).expect_err("unknown kind");
+    let error = decode(&envelope("batch/v1", "CronJob", &[])).expect_err("unknown kind");
     assert!(matches!(error, ProtobufError::UnsupportedKind { .. }));
 }
 

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use futures::future::join_all;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use super::plan::{self, Failure, Plan};
 use super::{Context, Error};
-use crate::record::{self, Kind};
+use crate::pod_writes;
+use crate::record::Kind;
 
 /// Adopts matching orphans and releases owned pods that stopped matching.
 ///
@@ -72,72 +72,31 @@ pub async fn manage(context: &Context, rs: &ReplicaSet, plan: &Plan, key: &str) 
 }
 
 async fn create_pods(context: &Context, rs: &ReplicaSet, count: usize, key: &str) -> Option<Failure> {
-    let namespace = rs.metadata.namespace.clone().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
+    let owner = owner(context, rs, key);
     let pod = plan::pod_from_template(rs);
 
     // Stop at the first batch with a failure, so a broken template costs few requests.
     for batch in plan::slow_start_batches(count) {
-        let params = PostParams::default();
-        let results = join_all((0..batch).map(|_| api.create(&params, &pod))).await;
-        let mut failure = None;
-        for result in results {
-            match result {
-                Ok(created) => {
-                    let pod_name = created.metadata.name.unwrap_or_default();
-                    context.expectations.expect_creation(key, pod_name.clone());
-                    tracing::debug!(pod.name = %pod_name, "created pod");
-                    let message = format!("Created pod: {pod_name}");
-                    record::normal(&context.client, Kind::ReplicaSet, &rs.metadata, "SuccessfulCreate", &message).await;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "failed to create pod");
-                    let message = format!("Error creating: {error}");
-                    record::warning(&context.client, Kind::ReplicaSet, &rs.metadata, "FailedCreate", &message).await;
-                    failure.get_or_insert(Failure { reason: "FailedCreate", message });
-                }
-            }
-        }
-        if failure.is_some() {
-            return failure;
+        if let Some(message) = pod_writes::create(&owner, &pod, batch).await {
+            return Some(Failure { reason: "FailedCreate", message });
         }
     }
     None
 }
 
 async fn delete_pods(context: &Context, rs: &ReplicaSet, victims: &[Arc<Pod>], key: &str) -> Option<Failure> {
-    let namespace = rs.metadata.namespace.clone().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
-    let deletions = victims.iter().map(|pod| {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let uid = pod.metadata.uid.clone();
-        let params = DeleteParams {
-            preconditions: Some(Preconditions { uid: uid.clone(), resource_version: None }),
-            ..DeleteParams::default()
-        };
-        let api = api.clone();
-        async move { (name.clone(), uid, api.delete(&name, &params).await) }
-    });
-    let mut failure = None;
-    for (pod_name, uid, result) in join_all(deletions).await {
-        match result {
-            Ok(_) => {
-                if let Some(uid) = uid {
-                    context.expectations.expect_deletion(key, uid);
-                }
-                let message = format!("Deleted pod: {pod_name}");
-                record::normal(&context.client, Kind::ReplicaSet, &rs.metadata, "SuccessfulDelete", &message).await;
-            }
-            Err(kube::Error::Api(status)) if status.is_not_found() => {}
-            Err(error) => {
-                tracing::warn!(pod.name = %pod_name, %error, "failed to delete pod");
-                let message = format!("Error deleting: {error}");
-                record::warning(&context.client, Kind::ReplicaSet, &rs.metadata, "FailedDelete", &message).await;
-                failure.get_or_insert(Failure { reason: "FailedDelete", message });
-            }
-        }
+    let message = pod_writes::delete(&owner(context, rs, key), victims).await?;
+    Some(Failure { reason: "FailedDelete", message })
+}
+
+fn owner<'a>(context: &'a Context, rs: &'a ReplicaSet, key: &'a str) -> pod_writes::Owner<'a> {
+    pod_writes::Owner {
+        client: &context.client,
+        kind: Kind::ReplicaSet,
+        metadata: &rs.metadata,
+        expectations: &context.expectations,
+        key,
     }
-    failure
 }
 
 /// Writes `status` unless it equals the cached one. The write carries the cached

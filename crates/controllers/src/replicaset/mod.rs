@@ -156,7 +156,7 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Act
         // Claim, then create or delete only once earlier writes show in the cache.
         commit::claim(&context, &rs, &plan).await?;
         let key = rs.metadata.uid.clone().unwrap_or_else(|| format!("{namespace}/{name}"));
-        confirm_unseen_creations(&context, &namespace, &key).await;
+        crate::expectations::confirm_unseen_creations(&context.expectations, &context.client, &namespace, &key).await;
         let caught_up = context.expectations.satisfied(
             &key,
             |pod_name| namespace_pods.iter().any(|p| p.metadata.name.as_deref() == Some(pod_name)),
@@ -178,7 +178,7 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Act
         commit::write_status(&context, &rs, status).await?;
         let mut next = next_available.map_or(RESYNC, |wait| wait + Duration::from_secs(1));
         if !caught_up {
-            next = next.min(UNSEEN_CREATION_CHECK);
+            next = next.min(crate::expectations::UNSEEN_CREATION_CHECK);
         }
         if failure.is_some() {
             next = next.min(Duration::from_secs(10));
@@ -187,26 +187,6 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Act
     }
     .instrument(span)
     .await
-}
-
-/// How long a created pod may be missing from the cache before the API is asked about it.
-const UNSEEN_CREATION_CHECK: Duration = Duration::from_secs(2);
-
-/// Asks the API about pods this ReplicaSet created a while ago that the cache still does
-/// not show, and drops the records of those that are gone: they were deleted before the
-/// cache saw them and never will.
-async fn confirm_unseen_creations(context: &Context, namespace: &str, key: &str) {
-    let unseen = context.expectations.unseen_creations(key, UNSEEN_CREATION_CHECK);
-    if unseen.is_empty() {
-        return;
-    }
-    let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(context.client.clone(), namespace);
-    for pod_name in unseen {
-        if let Ok(None) = api.get_opt(&pod_name).await {
-            tracing::debug!(pod.name = %pod_name, "created pod is gone before the cache saw it");
-            context.expectations.observe_gone(key, &pod_name);
-        }
-    }
 }
 
 /// Chooses the retry delay after a failed reconcile.
