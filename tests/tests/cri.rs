@@ -426,3 +426,70 @@ spec:
     let httpd = cluster.kubectl(&["exec", "web", "-c", "httpd", "--", "pidof", "httpd"]);
     assert!(httpd.trim().parse::<u32>().is_ok(), "pidof httpd: {httpd:?}");
 }
+
+/// Services reach CRI pods too: the ClusterIP from the node balances over the replicas,
+/// and a busybox pod resolves the Service's name through the cluster DNS in its
+/// resolv.conf and reaches every replica through the ClusterIP.
+#[test]
+fn service_reaches_cri_pods_by_cluster_ip_and_name() {
+    let Some(cluster) = cri_cluster() else { return };
+    cluster.apply(&format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: echo}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: echo}}}}
+  template:
+    metadata: {{labels: {{app: echo}}}}
+    spec:
+      containers:
+      - name: httpd
+        image: {BUSYBOX}
+        command: ["sh", "-c", "mkdir -p /www && echo served by $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        ports: [{{name: http, containerPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: echo}}
+spec:
+  selector: {{app: echo}}
+  ports: [{{port: 80, targetPort: http}}]
+"#
+    ));
+    cluster.wait_until("3 ready echo pods", Duration::from_secs(90), || {
+        let pods = cluster.pods("app=echo");
+        pods.len() == 3 && pods.iter().all(pod_ready)
+    });
+    let names: Vec<String> =
+        cluster.pods("app=echo").iter().filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string)).collect();
+    let service = cluster.get_json(&["get", "service", "echo"]).unwrap();
+    let cluster_ip = service["spec"]["clusterIP"].as_str().unwrap().to_string();
+    cluster.wait_until("every replica behind the ClusterIP", Duration::from_secs(60), || {
+        let bodies: Vec<String> = (0..30).filter_map(|_| http_get(&cluster_ip, 80, "/")).collect();
+        names.iter().all(|name| bodies.iter().any(|body| body.trim() == format!("served by {name}")))
+    });
+
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: dns-client}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: client
+    image: {BUSYBOX}
+    command: ["sh", "-c", "cat /etc/resolv.conf; nslookup echo.default.svc.cluster.local || exit 1; for i in $(seq 30); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {cluster_ip} 80 || exit 2; done"]
+"#
+    ));
+    let client = wait_phase(&cluster, "dns-client", "Succeeded");
+    assert_eq!(container_status(&client, "client")["state"]["terminated"]["exitCode"], 0);
+    let log = cluster.kubectl(&["logs", "dns-client"]);
+    assert!(log.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "resolv.conf:\n{log}");
+    assert!(log.contains(&cluster_ip), "nslookup did not answer the ClusterIP {cluster_ip}:\n{log}");
+    for name in &names {
+        assert!(log.contains(&format!("served by {name}")), "replica {name} never answered the pod:\n{log}");
+    }
+}
