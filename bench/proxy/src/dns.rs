@@ -5,14 +5,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use capstan_bench_stats::Summary;
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::net::UdpSocket;
 
-use crate::load::Outcome;
+use crate::load::{self, Outcome};
 
-/// How long a query may wait for its answer before it counts as an error.
+/// Time a query may wait for its response before it counts as an error.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Sends A queries for `name` to `server` from `in_flight` sockets for `duration`.
@@ -27,14 +26,7 @@ pub async fn run(server: SocketAddr, name: &str, in_flight: usize, duration: Dur
         let query = query.clone();
         workers.spawn(async move { run_worker(socket, query, deadline).await });
     }
-    let mut samples = Vec::new();
-    let mut errors = 0;
-    while let Some(joined) = workers.join_next().await {
-        let (worker_samples, worker_errors) = joined.context("a DNS worker panicked")?;
-        samples.extend(worker_samples);
-        errors += worker_errors;
-    }
-    Ok(Outcome { summary: Summary::new(samples, started.elapsed()), errors })
+    load::collect(workers, started).await
 }
 
 /// Encodes a recursive A query for `name`; workers overwrite its id (the first two bytes).
@@ -57,7 +49,7 @@ async fn run_worker(socket: UdpSocket, mut query: Vec<u8>, deadline: Instant) ->
         let sent = Instant::now();
         let answered = async {
             socket.send(&query).await?;
-            // Skip late answers to earlier queries that timed out.
+            // Skip late responses to earlier queries that timed out.
             loop {
                 let length = socket.recv(&mut buffer).await?;
                 if buffer[..length].starts_with(&id.to_be_bytes()) {

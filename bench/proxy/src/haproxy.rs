@@ -54,7 +54,7 @@ impl Drop for Haproxy {
 /// matches the two cores of the benchmark machine.
 fn render_config(listen: SocketAddr, backends: &[SocketAddr]) -> String {
     let mut text = String::from(
-        "global\n  nbthread 2\n  maxconn 20000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\n",
+        "global\n  nbthread 2\n  maxconn 4096\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\n",
     );
     text.push_str(&format!("frontend bench\n  bind {listen}\n  default_backend pods\n\nbackend pods\n  balance roundrobin\n"));
     for (index, backend) in backends.iter().enumerate() {

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::serve::{BODY, head_end, header_value};
 
-/// How each worker uses its connections.
+/// Connection use of each worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// One connection per worker, requests one after another on it.
@@ -61,6 +61,15 @@ pub async fn run(load: &Load) -> anyhow::Result<Outcome> {
         let mode = load.mode;
         workers.spawn(async move { run_worker(target, mode, deadline).await });
     }
+    collect(workers, started).await
+}
+
+/// Waits for every worker, each returning its latency samples and error count, and
+/// summarizes them over the time since `started`.
+pub async fn collect(
+    mut workers: tokio::task::JoinSet<(Vec<Duration>, u64)>,
+    started: Instant,
+) -> anyhow::Result<Outcome> {
     let mut samples = Vec::new();
     let mut errors = 0;
     while let Some(joined) = workers.join_next().await {
@@ -68,8 +77,7 @@ pub async fn run(load: &Load) -> anyhow::Result<Outcome> {
         samples.extend(worker_samples);
         errors += worker_errors;
     }
-    let summary = Summary::new(samples, started.elapsed());
-    Ok(Outcome { summary, errors })
+    Ok(Outcome { summary: Summary::new(samples, started.elapsed()), errors })
 }
 
 /// Sends requests to `target` until `deadline`; returns the latencies and the error count.
@@ -168,7 +176,7 @@ pub async fn wait_until_answers(target: SocketAddr, timeout: Duration) -> anyhow
             Err(_) => anyhow::anyhow!("no response within 2 s"),
         };
         if Instant::now() > deadline {
-            return Err(error.context(format!("{target} did not answer within {}s", timeout.as_secs())));
+            return Err(error.context(format!("{target} did not respond within {}s", timeout.as_secs())));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -1,12 +1,13 @@
 //! Service traffic benchmark: HTTP requests per second and latency straight to backend
 //! pods, through a Service ClusterIP in the proxy's nftables and userspace modes, and
-//! through haproxy over the same pods; then cluster DNS queries per second.
+//! through haproxy over the same pods. Then it measures cluster DNS queries per second.
 //!
 //! It starts `capstan up --no-example` (with the end-to-end harness: unique bridge, pod and
 //! Service ranges, proxy suffix and ports, DNS upstream on the loopback discard port), runs
 //! its backends as process-runtime pods whose command is this program's `serve`
 //! subcommand, and removes everything when done. It needs root for the pod network
-//! namespaces. Results are recorded in `bench/RESULTS.md`.
+//! namespaces. The haproxy comparison needs the `haproxy` program (Debian package
+//! `haproxy`), or `--no-haproxy`. Results are recorded in `bench/RESULTS.md`.
 
 mod dns;
 mod haproxy;
@@ -15,6 +16,7 @@ mod report;
 mod serve;
 mod setup;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -53,9 +55,10 @@ struct RunArgs {
     /// Seconds of load per HTTP scenario.
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Concurrent client connections per HTTP scenario.
-    #[arg(long, default_value_t = 32)]
-    connections: usize,
+    /// Numbers of concurrent client connections; every HTTP scenario runs once with each.
+    /// One connection shows the latency a proxy adds without queueing, many its throughput.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    connections: Vec<usize>,
     /// Seconds of DNS queries.
     #[arg(long, default_value_t = 5)]
     dns_duration: u64,
@@ -121,24 +124,20 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         if let Some(haproxy) = &haproxy {
             runtime
                 .block_on(load::wait_until_answers(haproxy.address, Duration::from_secs(10)))
-                .with_context(|| format!("haproxy did not answer; its log:\n{}", haproxy.log()))?;
+                .with_context(|| format!("haproxy did not respond; its log:\n{}", haproxy.log()))?;
         }
 
-        for mode in [Mode::KeepAlive, Mode::NewConnection] {
-            let mut targets = vec![
-                ("direct, 1 pod", vec![workload.pods[0]]),
-                ("direct, 3 pods", workload.pods.clone()),
-                ("ClusterIP, nftables", vec![workload.cluster_ip]),
-            ];
-            if let Some(haproxy) = &haproxy {
-                targets.push(("haproxy, 3 pods", vec![haproxy.address]));
-            }
-            for (scenario, targets) in targets {
-                rows.push(measure(&runtime, args, scenario, targets, mode)?);
-            }
+        let mut targets = vec![
+            ("direct, 1 pod", vec![workload.pods[0]]),
+            (report::BASELINE, workload.pods.clone()),
+            ("ClusterIP, nftables", vec![workload.cluster_ip]),
+        ];
+        if let Some(haproxy) = &haproxy {
+            targets.push(("haproxy, 3 pods", vec![haproxy.address]));
         }
+        rows.extend(measure_all(&runtime, args, "nftables", &targets)?);
 
-        let server = std::net::SocketAddr::new(cluster.gateway().parse()?, 53);
+        let server = SocketAddr::new(cluster.gateway().parse()?, 53);
         let name = format!("{}.default.svc.cluster.local", setup::NAME);
         eprintln!("DNS: {name} at {server}");
         dns_figures = runtime.block_on(dns::run(
@@ -153,9 +152,8 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         let cluster = start_cluster("userspace");
         let workload = setup::deploy(&cluster, &program, REPLICAS);
         runtime.block_on(load::wait_until_answers(workload.cluster_ip, Duration::from_secs(30)))?;
-        for mode in [Mode::KeepAlive, Mode::NewConnection] {
-            rows.push(measure(&runtime, args, "ClusterIP, userspace", vec![workload.cluster_ip], mode)?);
-        }
+        let targets = [(report::BASELINE, workload.pods.clone()), ("ClusterIP, userspace", vec![workload.cluster_ip])];
+        rows.extend(measure_all(&runtime, args, "userspace", &targets)?);
     }
 
     println!("{}", report::http_table(&rows));
@@ -173,18 +171,32 @@ fn start_cluster(proxy_mode: &str) -> Cluster {
     Cluster::start(options)
 }
 
-fn measure(
+/// Measures every target in both modes and with every connection count. `run` names the
+/// cluster run, so each row is compared with the direct figures of the same cluster.
+fn measure_all(
     runtime: &tokio::runtime::Runtime,
     args: &RunArgs,
-    scenario: &'static str,
-    targets: Vec<std::net::SocketAddr>,
-    mode: Mode,
-) -> anyhow::Result<Row> {
-    eprintln!("{scenario}, {}: {} connections for {} s", mode.label(), args.connections, args.duration);
-    let load = Load { targets, connections: args.connections, duration: Duration::from_secs(args.duration), mode };
-    let outcome = runtime.block_on(load::run(&load))?;
-    eprintln!("  {}, {} errors", outcome.summary, outcome.errors);
-    Ok(Row { scenario, mode, outcome })
+    run: &'static str,
+    targets: &[(&'static str, Vec<SocketAddr>)],
+) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for mode in [Mode::KeepAlive, Mode::NewConnection] {
+        for &connections in &args.connections {
+            for (scenario, addresses) in targets {
+                eprintln!("{run} run: {scenario}, {}, {connections} connections for {} s", mode.label(), args.duration);
+                let load = Load {
+                    targets: addresses.clone(),
+                    connections,
+                    duration: Duration::from_secs(args.duration),
+                    mode,
+                };
+                let outcome = runtime.block_on(load::run(&load))?;
+                eprintln!("  {}, {} errors", outcome.summary, outcome.errors);
+                rows.push(Row { run, scenario, mode, connections, outcome });
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// Returns the first three fields of `/proc/loadavg`.

@@ -5,23 +5,28 @@ use capstan_bench_stats::format_micros;
 use crate::load::{Mode, Outcome};
 
 /// Scenario whose figures the others are compared with: the same three pods, no proxy.
-const BASELINE: &str = "direct, 3 pods";
+pub const BASELINE: &str = "direct, 3 pods";
 
 /// Figures of one HTTP scenario.
 pub struct Row {
+    /// The cluster run (proxy mode) the row was measured in.
+    pub run: &'static str,
     pub scenario: &'static str,
     pub mode: Mode,
+    pub connections: usize,
     pub outcome: Outcome,
 }
 
-/// Renders one line per row, with throughput as a share of the baseline in the same mode
-/// and p99 latency added over it.
+/// Renders one line per row, with throughput as a share of the baseline of the same run,
+/// mode and connection count, and the p99 latency added over it.
 pub fn http_table(rows: &[Row]) -> String {
     let mut text = String::from(
-        "| mode | target | requests/s | of direct (3 pods) | p50 | p99 | p99 added | errors |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| run | mode | connections | target | requests/s | of direct (3 pods) | p50 | p99 | p99 added | errors |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for row in rows {
-        let baseline = rows.iter().find(|other| other.mode == row.mode && other.scenario == BASELINE);
+        let baseline = rows.iter().find(|other| {
+            other.run == row.run && other.mode == row.mode && other.connections == row.connections && other.scenario == BASELINE
+        });
         let summary = &row.outcome.summary;
         let (share, added) = match baseline {
             Some(baseline) => {
@@ -33,8 +38,10 @@ pub fn http_table(rows: &[Row]) -> String {
             None => ("-".to_string(), "-".to_string()),
         };
         text.push_str(&format!(
-            "| {} | {} | {:.0} | {share} | {} | {} | {added} | {} |\n",
+            "| {} | {} | {} | {} | {:.0} | {share} | {} | {} | {added} | {} |\n",
+            row.run,
             row.mode.label(),
+            row.connections,
             row.scenario,
             summary.per_second,
             format_micros(summary.p50),
@@ -67,7 +74,7 @@ mod tests {
 
     fn row(scenario: &'static str, mode: Mode, micros: &[u64], seconds: u64) -> Row {
         let samples = micros.iter().map(|&value| Duration::from_micros(value)).collect();
-        Row { scenario, mode, outcome: Outcome { summary: Summary::new(samples, Duration::from_secs(seconds)), errors: 0 } }
+        Row { run: "nftables", scenario, mode, connections: 1, outcome: Outcome { summary: Summary::new(samples, Duration::from_secs(seconds)), errors: 0 } }
     }
 
     #[test]
@@ -80,6 +87,16 @@ mod tests {
         let line = table.lines().find(|line| line.contains("nftables")).expect("nftables row");
         assert!(line.contains("| 3 | 75% |"), "{line}");
         assert!(line.contains("| +50 µs |"), "{line}");
+    }
+
+    #[test]
+    fn baseline_only_from_same_run() {
+        let mut userspace = row("ClusterIP, userspace", Mode::KeepAlive, &[300], 1);
+        userspace.run = "userspace";
+        let rows = [row(BASELINE, Mode::KeepAlive, &[100], 1), userspace];
+        let table = http_table(&rows);
+        let line = table.lines().find(|line| line.contains("ClusterIP, userspace")).expect("userspace row");
+        assert!(line.ends_with("| - | 300 µs | 300 µs | - | 0 |"), "{line}");
     }
 
     #[test]

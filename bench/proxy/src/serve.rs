@@ -1,5 +1,5 @@
-//! The backend that the benchmark runs in each pod: a minimal HTTP/1.1 server that answers
-//! every request with the same short response, keeping the connection open unless the
+//! The backend that the benchmark runs in each pod: a minimal HTTP/1.1 server that sends
+//! the same short response to every request. It keeps the connection open unless the
 //! client sends `Connection: close`.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Body of every response.
 pub const BODY: &[u8] = b"hello, bench\n";
-/// Longest request head the server buffers before it drops the connection.
+/// Maximum request head length the server buffers before it drops the connection.
 const MAX_HEAD: usize = 16 * 1024;
 
 /// Serves on `0.0.0.0:port` until the process is killed.
@@ -56,7 +56,7 @@ fn response(close: bool) -> Vec<u8> {
     [head.as_bytes(), BODY].concat()
 }
 
-/// Answers each complete request head in turn. Request bodies are not expected.
+/// Responds to each complete request head in turn. Request bodies are not expected.
 async fn serve_connection(mut stream: TcpStream) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let keep_alive = response(false);
