@@ -84,7 +84,7 @@ mod tests {
             row("ClusterIP, nftables", Mode::KeepAlive, &[150, 250, 450], 1),
         ];
         let table = http_table(&rows);
-        let line = table.lines().find(|line| line.contains("nftables")).expect("nftables row");
+        let line = table.lines().find(|line| line.contains("ClusterIP, nftables")).expect("nftables row");
         assert!(line.contains("| 3 | 75% |"), "{line}");
         assert!(line.contains("| +50 µs |"), "{line}");
     }
