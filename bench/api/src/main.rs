@@ -10,13 +10,13 @@ mod cluster;
 mod inprocess;
 mod pods;
 mod rss;
-mod stats;
 mod writes;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use capstan_bench_stats as stats;
 use clap::Parser;
 
 use crate::cluster::{Cluster, ClusterOptions};

@@ -1,4 +1,5 @@
-//! Latency summaries: throughput and nearest-rank percentiles of a set of samples.
+//! Latency summaries shared by the benchmarks: throughput and nearest-rank percentiles of
+//! a set of samples.
 
 use std::fmt;
 use std::time::Duration;
@@ -59,6 +60,11 @@ pub fn format_millis(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
 }
 
+/// Formats a duration in whole microseconds, such as `87 µs`, for sub-millisecond latencies.
+pub fn format_micros(duration: Duration) -> String {
+    format!("{} µs", duration.as_micros())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +98,12 @@ mod tests {
         assert_eq!(summary.p50, Duration::from_millis(20));
         assert_eq!(summary.p99, Duration::from_millis(40));
         assert_eq!(summary.max, Duration::from_millis(40));
+    }
+
+    #[test]
+    fn micros_rounds_down() {
+        assert_eq!(format_micros(Duration::from_nanos(87_900)), "87 µs");
+        assert_eq!(format_micros(Duration::from_millis(2)), "2000 µs");
     }
 
     #[test]
