@@ -484,9 +484,12 @@ spec:
     command: ["sh", "-c", "cat /etc/resolv.conf; nslookup echo.default.svc.cluster.local || exit 1; for i in $(seq 30); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {cluster_ip} 80 || exit 2; done"]
 "#
     ));
-    let client = wait_phase(&cluster, "dns-client", "Succeeded");
-    assert_eq!(container_status(&client, "client")["state"]["terminated"]["exitCode"], 0);
+    cluster.wait_until("dns-client finished", Duration::from_secs(90), || {
+        matches!(pod(&cluster, "dns-client")["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    });
     let log = cluster.kubectl(&["logs", "dns-client"]);
+    let client = pod(&cluster, "dns-client");
+    assert_eq!(client["status"]["phase"], "Succeeded", "dns-client log:\n{log}\nstatus: {}", client["status"]);
     assert!(log.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "resolv.conf:\n{log}");
     assert!(log.contains(&cluster_ip), "nslookup did not answer the ClusterIP {cluster_ip}:\n{log}");
     for name in &names {

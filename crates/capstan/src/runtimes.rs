@@ -89,7 +89,7 @@ pub struct ProcessSettings {
 /// default handler is one of them.
 pub async fn build(args: &RuntimeArgs, process: &ProcessSettings) -> anyhow::Result<NodeRuntimes> {
     let mut runtimes: BTreeMap<String, Arc<dyn Runtime>> = BTreeMap::new();
-    let process_runtime = process_runtime(process)?;
+    let process_runtime = process_runtime(process).await?;
     runtimes.insert(process_runtime.handler().to_string(), Arc::new(process_runtime));
 
     let mut extra_pod_cidrs = Vec::new();
@@ -132,7 +132,7 @@ pub async fn build(args: &RuntimeArgs, process: &ProcessSettings) -> anyhow::Res
     Ok(NodeRuntimes { runtimes, default_handler, extra_pod_cidrs, containerd })
 }
 
-fn process_runtime(settings: &ProcessSettings) -> anyhow::Result<ProcessRuntime> {
+async fn process_runtime(settings: &ProcessSettings) -> anyhow::Result<ProcessRuntime> {
     // Pods get their own network namespace only when the agent can create one.
     let network = nix::unistd::Uid::effective().is_root().then(|| PodNetworkConfig {
         bridge: settings.bridge.clone(),
@@ -145,6 +145,10 @@ fn process_runtime(settings: &ProcessSettings) -> anyhow::Result<ProcessRuntime>
         network,
         cgroup_parent: format!("capstan-{}", settings.node_name),
     })?;
+    // the cluster DNS listens on the bridge's gateway, which pods of every runtime use
+    if let Err(error) = runtime.prepare_network().await {
+        tracing::warn!(%error, "failed to set up the process pod bridge; it is retried with the first pod");
+    }
     Ok(runtime)
 }
 

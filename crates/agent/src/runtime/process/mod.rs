@@ -93,6 +93,14 @@ pub struct ProcessRuntime {
 impl ProcessRuntime {
     /// Checks the configuration and creates the state directory. Without root, pods get
     /// the host's network and no cgroups, whatever the configuration requests.
+    /// Sets up the pod bridge ahead of the first pod; see [`PodNetwork::prepare`].
+    pub async fn prepare_network(&self) -> Result<(), RuntimeError> {
+        match &self.network {
+            Some(network) => network.prepare().await.map_err(|err| RuntimeError::Internal(err.to_string())),
+            None => Ok(()),
+        }
+    }
+
     pub fn new(config: ProcessRuntimeConfig) -> Result<Self, RuntimeError> {
         validate(&config).map_err(|err| RuntimeError::Internal(err.to_string()))?;
         for dir in ["sandboxes", "containers"] {

@@ -65,6 +65,14 @@ impl PodNetwork {
         }
     }
 
+    /// Creates the bridge and its gateway address now rather than with the first pod, so
+    /// that services listening on the gateway (the cluster DNS) are reachable before any
+    /// process pod runs.
+    pub async fn prepare(&self) -> Result<(), NetworkError> {
+        let mut bridge_ready = self.lock.lock().await;
+        self.ensure_bridge(&mut bridge_ready).await
+    }
+
     /// Creates the namespace, the veth pair and the addresses for sandbox `id`. On failure
     /// whatever was made is removed again.
     pub async fn attach(&self, id: &str) -> Result<Attachment, NetworkError> {
