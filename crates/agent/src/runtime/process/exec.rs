@@ -9,34 +9,28 @@ use super::netns::netns_path;
 use super::shim::{DEFAULT_PATH, resolve_command};
 use crate::runtime::{ContainerStats, ExecOutput, RuntimeError};
 
-impl ProcessRuntime {
-    /// Runs `command` with the container's environment and working directory, in its
-    /// network namespace and cgroups, and kills its process group after `timeout`.
-    pub(super) async fn exec_sync_impl(
-        &self,
-        id: &str,
-        command: &[String],
-        timeout: Duration,
-    ) -> Result<ExecOutput, RuntimeError> {
-        let record = self.require_container(id)?;
-        let env_path = record
-            .env
-            .iter()
-            .rev()
-            .find(|(name, _)| name == "PATH")
-            .map(|(_, value)| value.clone());
+/// A command made ready to run in a container, or why it cannot start.
+pub(super) enum Prepared {
+    /// The process to spawn, the handle that moves it into the container's namespaces
+    /// and cgroups, and the program's path for messages.
+    Ready { process: tokio::process::Command, enter: Enter, program: String },
+    /// The program was not found: a failed command, as with `kubectl exec`, not a runtime
+    /// error.
+    Missing { exit_code: i32, message: String },
+}
 
-        // a missing program is a failed command, as with `kubectl exec`, not a runtime error
+impl ProcessRuntime {
+    /// Builds the process for `command` in container `id`: its program found on the
+    /// container's PATH, its environment, working directory and namespaces. The caller
+    /// sets the standard streams and installs `enter` before spawning.
+    pub(super) fn prepare_exec(&self, id: &str, command: &[String]) -> Result<Prepared, RuntimeError> {
+        let record = self.require_container(id)?;
+        let env_path = record.env.iter().rev().find(|(name, _)| name == "PATH").map(|(_, value)| value.clone());
         let program = match resolve_command(command, env_path.as_deref().unwrap_or(DEFAULT_PATH)) {
             Ok(program) => program,
-            Err((exit_code, message)) => {
-                return Ok(ExecOutput {
-                    exit_code,
-                    stdout: Vec::new(),
-                    stderr: message.into_bytes(),
-                });
-            }
+            Err((exit_code, message)) => return Ok(Prepared::Missing { exit_code, message }),
         };
+
         let netns = record.netns.as_deref().map(netns_path);
         let cgroup_procs = match (&self.cgroups, &record.cgroup) {
             (Some(layout), Some(cgroup)) => layout.procs_files(cgroup),
@@ -53,19 +47,34 @@ impl ProcessRuntime {
             .env_clear()
             .envs(record.env.iter().map(|(name, value)| (name, value)))
             .current_dir(record.working_dir.as_deref().unwrap_or("/"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .kill_on_drop(true);
         if env_path.is_none() {
             process.env("PATH", DEFAULT_PATH);
         }
+        Ok(Prepared::Ready { process, enter, program: format!("{program:?}") })
+    }
+
+    /// Runs `command` with the container's environment and working directory, in its
+    /// network namespace and cgroups, and kills its process group after `timeout`.
+    pub(super) async fn exec_sync_impl(
+        &self,
+        id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
+        let (mut process, enter, program) = match self.prepare_exec(id, command)? {
+            Prepared::Ready { process, enter, program } => (process, enter, program),
+            Prepared::Missing { exit_code, message } => {
+                return Ok(ExecOutput { exit_code, stdout: Vec::new(), stderr: message.into_bytes() });
+            }
+        };
+        process.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // SAFETY: `Enter::apply` makes only async-signal-safe system calls on descriptors
         // opened before the fork.
         unsafe { process.pre_exec(move || enter.apply()) };
-        let child = process.spawn().map_err(|err| {
-            RuntimeError::Internal(format!("exec {program:?} in container {id}: {err}"))
-        })?;
+        let child = process
+            .spawn()
+            .map_err(|err| RuntimeError::Internal(format!("exec {program} in container {id}: {err}")))?;
         let pgid = child.id().map(|pid| pid as i32);
 
         match tokio::time::timeout(timeout, child.wait_with_output()).await {

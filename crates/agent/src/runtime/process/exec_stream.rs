@@ -9,9 +9,7 @@ use futures::FutureExt as _;
 use tokio::process::Child;
 
 use super::ProcessRuntime;
-use super::enter::Enter;
-use super::netns::netns_path;
-use super::shim::{DEFAULT_PATH, resolve_command};
+use super::exec::Prepared;
 use crate::runtime::{ExecRequest, ExecSession, RuntimeError, TerminalSize};
 
 impl ProcessRuntime {
@@ -22,41 +20,13 @@ impl ProcessRuntime {
         id: &str,
         request: &ExecRequest,
     ) -> Result<ExecSession, RuntimeError> {
-        let record = self.require_container(id)?;
-        let env_path = record
-            .env
-            .iter()
-            .rev()
-            .find(|(name, _)| name == "PATH")
-            .map(|(_, value)| value.clone());
         let command = &request.command;
-        let program = match resolve_command(command, env_path.as_deref().unwrap_or(DEFAULT_PATH)) {
-            Ok(program) => program,
-            Err((exit_code, message)) => return Ok(failed_start(exit_code, message)),
+        let (mut process, enter, program) = match self.prepare_exec(id, command)? {
+            Prepared::Ready { process, enter, program } => (process, enter, program),
+            Prepared::Missing { exit_code, message } => return Ok(failed_start(exit_code, message)),
         };
-
-        let netns = record.netns.as_deref().map(netns_path);
-        let cgroup_procs = match (&self.cgroups, &record.cgroup) {
-            (Some(layout), Some(cgroup)) => layout.procs_files(cgroup),
-            _ => Vec::new(),
-        };
-        let resolv_conf = self.resolv_conf_of(&record.sandbox_id);
-        let enter = Enter::open(netns.as_deref(), &cgroup_procs, resolv_conf.as_deref())
-            .map_err(|err| RuntimeError::Internal(format!("exec in container {id}: {err}")))?;
-
-        let mut process = tokio::process::Command::new(&program);
-        process
-            .arg0(&command[0])
-            .args(&command[1..])
-            .env_clear()
-            .envs(record.env.iter().map(|(name, value)| (name, value)))
-            .current_dir(record.working_dir.as_deref().unwrap_or("/"))
-            .kill_on_drop(true);
-        if env_path.is_none() {
-            process.env("PATH", DEFAULT_PATH);
-        }
         let spawn_error =
-            |err: std::io::Error| RuntimeError::Internal(format!("exec {program:?} in container {id}: {err}"));
+            |err: std::io::Error| RuntimeError::Internal(format!("exec {program} in container {id}: {err}"));
 
         if request.tty {
             let terminal = open_terminal().map_err(spawn_error)?;
