@@ -221,8 +221,8 @@ impl Containerd {
     }
 }
 
-/// The pid in the pid file when that process still runs containerd with this
-/// configuration (a recycled pid runs something else).
+/// Returns the pid in the pid file when that process still runs containerd with this
+/// configuration. A recycled pid runs something else and is ignored.
 fn running_containerd(paths: &ContainerdPaths) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(paths.pid_file()).ok()?.trim().parse().ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;

@@ -53,7 +53,7 @@ pub struct RuntimeArgs {
 }
 
 impl RuntimeArgs {
-    /// Whether the node offers the CRI runtime.
+    /// Returns whether the node offers the CRI runtime.
     pub fn wants_cri(&self) -> bool {
         self.runtime == RuntimeChoice::Cri || self.containerd_socket.is_some()
     }

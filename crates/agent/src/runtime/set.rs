@@ -2,7 +2,7 @@
 //!
 //! A sandbox goes to the runtime named by [`SandboxConfig::runtime_handler`] (the default
 //! runtime when it is empty). Later calls carry only an id, so the set remembers which
-//! runtime created or listed each id; an id it has not seen is tried on every runtime.
+//! runtime created or listed each id. An id it has not seen is tried on every runtime.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -32,7 +32,7 @@ impl RuntimeSet {
         Ok(RuntimeSet { runtimes, default: default.to_string(), owners: Mutex::new(HashMap::new()) })
     }
 
-    /// The handlers this node offers, in name order.
+    /// Returns the handlers this node offers, in name order.
     pub fn handlers(&self) -> Vec<String> {
         self.runtimes.keys().cloned().collect()
     }
@@ -54,7 +54,7 @@ impl RuntimeSet {
         }
     }
 
-    /// The runtimes to try for `id`: its owner, or all of them.
+    /// Returns the runtimes to try for `id`: its owner, or all of them.
     fn candidates(&self, id: &str) -> Vec<(String, Arc<dyn Runtime>)> {
         match self.owner_of(id).and_then(|h| self.runtimes.get(&h).map(|r| (h, r.clone()))) {
             Some(owner) => vec![owner],
@@ -63,8 +63,8 @@ impl RuntimeSet {
     }
 }
 
-/// Calls `$call` on the runtime that owns `$id`, trying each candidate until one does not
-/// answer "not found".
+/// Calls `$call` on the runtime that owns `$id`, trying each candidate until one returns
+/// something other than "not found".
 macro_rules! by_id {
     ($set:expr, $id:expr, |$runtime:ident| $call:expr) => {{
         let mut last = None;

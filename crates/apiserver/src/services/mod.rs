@@ -105,10 +105,10 @@ pub async fn release_service(state: &Shared, object: &Value) {
     allocator::release(state.store.as_ref(), &keys).await;
 }
 
-/// Prepares an updated Service before validation, as the reference server does: values the
-/// client left out keep what was allocated, and fields the new type cannot have are dropped
-/// when they still hold the old allocation (so `kubectl apply` can switch a NodePort Service
-/// back to ClusterIP without listing `nodePort: null`).
+/// Prepares an updated Service before validation, as the reference server does. Values the
+/// client left out keep what was allocated. Fields the new type cannot have are dropped
+/// when they still contain the old allocation, so `kubectl apply` can switch a NodePort
+/// Service back to ClusterIP without listing `nodePort: null`.
 pub fn carry_over(current: &Value, object: &mut Value) {
     let old_type = service_type(current).to_string();
     let new_type = service_type(object).to_string();

@@ -6,9 +6,9 @@
 //! channel byte (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize). The error channel
 //! carries a `metav1.Status` whose `ExitCode` cause is the command's exit code.
 //!
-//! NOTE: the v4 protocol cannot close stdin alone, so a command that reads stdin to its
-//! end does not see EOF when the caller closes it; and dropping the session closes the
-//! connection, which does not kill the command inside the container.
+//! NOTE: the v4 protocol cannot close stdin on its own, so a command that reads stdin to
+//! its end does not see EOF when the caller closes it. Dropping the session closes the
+//! connection but does not kill the command inside the container.
 
 use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use k8s_cri::v1 as cri;

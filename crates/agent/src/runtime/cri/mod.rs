@@ -67,7 +67,7 @@ impl CriRuntime {
             .await
             .map_err(|status| {
                 RuntimeError::Internal(format!(
-                    "containerd at {} does not answer CRI v1 Version: {}",
+                    "containerd at {} failed the CRI v1 Version call: {}; check that its CRI plugin is enabled",
                     config.socket.display(),
                     status.message()
                 ))
