@@ -28,7 +28,7 @@ pub fn missing_tools() -> Option<String> {
     None
 }
 
-fn on_path(program: &str) -> bool {
+pub(crate) fn on_path(program: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
 }
@@ -118,6 +118,7 @@ pub fn clean_up(data_dir: &Path, node_name: &str, bridge: &str) {
         let _ = nix::mount::umount2(mount.as_path(), nix::mount::MntFlags::MNT_DETACH);
     }
     let _ = Command::new("ip").args(["link", "delete", bridge]).output();
+    crate::remove_forward_rules(&[&["-i", bridge, "-j", "ACCEPT"], &["-o", bridge, "-j", "ACCEPT"]]);
 }
 
 fn signal(pid: i32, signal: nix::sys::signal::Signal) {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod cri;
+pub mod registry;
 
 /// The kubectl client the tests use: the real 1.33 client, matching the version capstan
 /// reports, called directly so the dispatcher's version probe does not interfere.
@@ -89,7 +90,8 @@ pub fn capstan_binary() -> PathBuf {
     binary
 }
 
-fn free_port() -> u16 {
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("ephemeral port address").port()
 }
@@ -370,6 +372,13 @@ impl Cluster {
         }
     }
 
+    /// Stops the server and starts it again with `extra` added to its arguments.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.stop();
+        self.args.extend(extra.iter().map(|arg| arg.to_string()));
+        self.restart();
+    }
+
     /// Starts the server again on the same data directory, ports and node.
     pub fn restart(&mut self) {
         self.spawn();
@@ -384,6 +393,7 @@ impl Cluster {
             kill_cgroup_tree(&root);
         }
         let _ = Command::new("ip").args(["link", "delete", &self.bridge]).output();
+        remove_forward_rules(&[&["-i", &self.bridge, "-o", &self.bridge, "-j", "ACCEPT"]]);
         // a killed server cannot remove its proxy rules itself
         let table = format!("capstan_{}", self.proxy_suffix);
         let _ = Command::new("nft").args(["delete", "table", "ip", &table]).output();
@@ -403,6 +413,13 @@ impl Drop for Cluster {
         if let Some(bridge) = &self.cri_bridge {
             cri::clean_up(self.data_dir.path(), &self.node_name, bridge);
         }
+    }
+}
+
+/// Deletes the FORWARD rules that `capstan up` leaves for a pod bridge.
+pub(crate) fn remove_forward_rules(rules: &[&[&str]]) {
+    for rule in rules {
+        let _ = Command::new("iptables").args(["-D", "FORWARD"]).args(*rule).output();
     }
 }
 

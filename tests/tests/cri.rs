@@ -425,6 +425,81 @@ spec:
     assert_eq!(inside, "hello\n");
     let httpd = cluster.kubectl(&["exec", "web", "-c", "httpd", "--", "pidof", "httpd"]);
     assert!(httpd.trim().parse::<u32>().is_ok(), "pidof httpd: {httpd:?}");
+
+    // piped input reaches the command, and its end is the command's EOF
+    let counted = cluster.kubectl_stdin(&["exec", "-i", "web", "--", "wc", "-l"], "one\ntwo\nthree\n");
+    assert_eq!(counted.expect("kubectl exec -i").trim(), "3");
+}
+
+/// `kubectl cp` rides on exec with tar: a file copied into the container is served by its
+/// httpd, and a file copied out contains what the container wrote.
+#[test]
+fn kubectl_cp_copies_files_both_ways() {
+    let Some(cluster) = cri_cluster() else { return };
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: files}}
+spec:
+  containers:
+  - name: httpd
+    image: {BUSYBOX}
+    command: ["sh", "-c", "mkdir -p /www && echo written inside > /www/inside.txt && exec httpd -f -p 8080 -h /www"]
+"#
+    ));
+    cluster.wait_until("files ready", Duration::from_secs(90), || pod_ready(&pod(&cluster, "files")));
+    let local = tempfile::tempdir().expect("temp dir");
+
+    let upload = local.path().join("upload.txt");
+    let content = format!("copied in at {:?}\n", std::time::SystemTime::now());
+    std::fs::write(&upload, &content).expect("write upload");
+    let destination = "files:/www/upload.txt";
+    cluster.kubectl(&["cp", upload.to_str().expect("utf-8 path"), destination]);
+    let inside = cluster.kubectl(&["exec", "files", "--", "cat", "/www/upload.txt"]);
+    assert_eq!(inside, content);
+    let ip = pod(&cluster, "files")["status"]["podIP"].as_str().expect("pod IP").to_string();
+    let served = http_get(&ip, 8080, "/upload.txt").expect("GET the copied file");
+    assert!(served.ends_with(&content), "httpd answered: {served:?}");
+
+    let download = local.path().join("inside.txt");
+    cluster.kubectl(&["cp", "files:/www/inside.txt", download.to_str().expect("utf-8 path")]);
+    assert_eq!(std::fs::read_to_string(&download).expect("read the copied file"), "written inside\n");
+}
+
+/// `kubectl run -i --rm` attaches to the new container's own standard input and output
+/// through containerd's streaming server: the container reads the line kubectl sends and
+/// its answer comes back, then kubectl deletes the pod.
+#[test]
+fn run_interactive_attaches_to_container_stdin() {
+    let Some(cluster) = cri_cluster() else { return };
+    let mut child = cluster
+        .kubectl_command(&[
+            "run", "talk", &format!("--image={BUSYBOX}"), "--restart=Never", "-i", "--rm",
+            "--pod-running-timeout=90s", "--", "sh", "-c", "read line; echo \"got $line\"; echo done >&2",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start kubectl run");
+    // the pod waits for its line, so the attach happens before the container can exit
+    cluster.wait_until("talk running", Duration::from_secs(90), || {
+        pod(&cluster, "talk")["status"]["phase"] == "Running"
+    });
+    let mut stdin = child.stdin.take().expect("stdin pipe");
+    std::io::Write::write_all(&mut stdin, b"hello capstan\n").expect("send the line");
+    drop(stdin);
+    let output = child.wait_with_output().expect("wait for kubectl run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "kubectl run failed: {stdout}{stderr}");
+    assert!(stdout.contains("got hello capstan"), "stdout: {stdout:?} stderr: {stderr:?}");
+    // the container's stderr arrives on kubectl's stderr, not in its stdout
+    assert!(!stdout.contains("done"), "stdout: {stdout:?}");
+    cluster.wait_until("talk deleted by --rm", Duration::from_secs(60), || {
+        cluster.try_kubectl(&["get", "pod", "talk"]).is_err()
+    });
 }
 
 /// Services reach CRI pods too: the ClusterIP from the node balances over the replicas,

@@ -3,12 +3,21 @@
 //! it Running, then the resident memory of `capstan up` and containerd with all of them
 //! running.
 //!
+//! Then the floor: the same number of sandboxes and busybox containers started on the
+//! same containerd directly over CRI, all at once, with no API server, scheduler or
+//! status writes in the way. The agent's CRI client does the calls, so this is what the
+//! node's runtime alone costs for the burst.
+//!
 //! Usage: `capstan-bench-cri [PODS]` (50 by default). The `capstan` binary is taken from
 //! `CAPSTAN_BIN`, or from the directory of this program.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use capstan_agent::runtime::cri::{CriRuntime, CriRuntimeConfig};
+use capstan_agent::runtime::{ContainerConfig, PullPolicy, Runtime, SandboxConfig};
 
 use capstan_e2e::cri::BUSYBOX;
 use capstan_e2e::{Cluster, ClusterOptions};
@@ -65,16 +74,79 @@ fn main() {
         .and_then(rss_kib)
         .unwrap_or(0);
 
-    println!("| pods | p50 create→Running | p99 create→Running | last Running | capstan up RSS | containerd RSS |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    // the floor, once the pods are gone
+    cluster.kubectl(&["delete", "pods", "-l", "app=bench", "--wait=true"]);
+    let socket = capstan_e2e::cri::containerd_socket(cluster.data_dir.path());
+    let floor_dir = cluster.data_dir.path().join("floor");
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let floor = runtime.block_on(floor_latencies(&socket, &floor_dir, count));
+
+    println!("| run | pods | p50 create→Running | p99 create→Running | last Running | capstan up RSS | containerd RSS |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     println!(
-        "| {count} | {} | {} | {} | {} MiB | {} MiB |",
+        "| capstan | {count} | {} | {} | {} | {} MiB | {} MiB |",
         format_ms(percentile(&latencies, 50)),
         format_ms(percentile(&latencies, 99)),
         format_ms(*latencies.last().unwrap_or(&Duration::ZERO)),
         up_rss / 1024,
         containerd_rss / 1024
     );
+    println!(
+        "| containerd alone | {count} | {} | {} | {} | | |",
+        format_ms(percentile(&floor, 50)),
+        format_ms(percentile(&floor, 99)),
+        format_ms(*floor.last().unwrap_or(&Duration::ZERO)),
+    );
+}
+
+/// Starts `count` sandboxes with one busybox container each, all at once, straight over
+/// CRI, and returns the sorted times from the start until each container was started.
+/// Everything is removed again afterwards.
+async fn floor_latencies(socket: &Path, dir: &Path, count: usize) -> Vec<Duration> {
+    let config = CriRuntimeConfig { socket: socket.to_path_buf(), cgroup_parent: "/capstan-bench-floor".into(), cni: None };
+    let runtime = Arc::new(CriRuntime::connect(config).await.expect("connect to containerd"));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let runtime = runtime.clone();
+            let log_directory = dir.join(format!("pod-{i}"));
+            tokio::spawn(async move {
+                let sandbox = SandboxConfig {
+                    pod_uid: format!("floor-uid-{i}"),
+                    pod_namespace: "bench-floor".into(),
+                    pod_name: format!("floor-{i}"),
+                    hostname: format!("floor-{i}"),
+                    log_directory: log_directory.clone(),
+                    ..SandboxConfig::default()
+                };
+                let sandbox = runtime.run_sandbox(&sandbox).await.expect("run sandbox");
+                let container = ContainerConfig {
+                    name: "app".into(),
+                    image: BUSYBOX.into(),
+                    image_pull_policy: PullPolicy::IfNotPresent,
+                    command: vec!["sleep".into(), "3600".into()],
+                    log_path: log_directory.join("app/0.log"),
+                    ..ContainerConfig::default()
+                };
+                let id = runtime.create_container(&sandbox.id, &container).await.expect("create container");
+                runtime.start_container(&id).await.expect("start container");
+                (start.elapsed(), sandbox.id)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut sandboxes = Vec::new();
+    for task in tasks {
+        let (latency, sandbox) = task.await.expect("floor task");
+        latencies.push(latency);
+        sandboxes.push(sandbox);
+    }
+    for sandbox in sandboxes {
+        let _ = runtime.stop_sandbox(&sandbox, Duration::ZERO).await;
+        let _ = runtime.remove_sandbox(&sandbox).await;
+    }
+    latencies.sort();
+    latencies
 }
 
 /// Returns the nearest-rank percentile of sorted durations.

@@ -230,6 +230,7 @@ impl Runtime for FakeRuntime {
             sandbox_id: sandbox_id.to_string(),
             name: config.name.clone(),
             image: config.image.clone(),
+            image_id: format!("sha256:{}", config.image),
             attempt: config.attempt,
             state: ContainerState::Created,
             log_path: config.log_path.clone(),

@@ -13,6 +13,7 @@ pub mod node;
 pub mod pod;
 pub mod runtime;
 pub mod server;
+pub mod spdy;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

@@ -33,6 +33,8 @@ pub enum ContainerdError {
         #[source]
         source: std::io::Error,
     },
+    #[error("invalid registry {registry:?}: give HOST or HOST:PORT, without a scheme or path")]
+    Registry { registry: String },
     #[error("containerd exited with {status} before opening {socket}; see {log}")]
     Exited { status: String, socket: PathBuf, log: PathBuf },
     #[error("containerd did not open {socket} within {seconds}s; see {log}")]
@@ -60,6 +62,11 @@ impl ContainerdPaths {
     }
     pub fn cni_ipam_dir(&self) -> PathBuf {
         self.dir.join("cni").join("ipam")
+    }
+    /// One directory per registry host with its `hosts.toml` (containerd's registry
+    /// host configuration): mirrors, CA certificates, plain HTTP.
+    pub fn registry_hosts_dir(&self) -> PathBuf {
+        self.dir.join("certs.d")
     }
     pub fn log(&self) -> PathBuf {
         self.dir.join("containerd.log")
@@ -104,9 +111,32 @@ state = "{dir}/state"
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = "{CNI_BIN_DIR}"
       conf_dir = "{conf_dir}"
+    [plugins."io.containerd.grpc.v1.cri".registry]
+      config_path = "{hosts_dir}"
 "#,
         conf_dir = conf_dir.display(),
+        hosts_dir = paths.registry_hosts_dir().display(),
     )
+}
+
+/// Writes `certs.d/<registry>/hosts.toml` so that containerd pulls from `registry` over
+/// plain HTTP, as Docker's `--insecure-registry` does. containerd reads the file at each
+/// pull. Registries on loopback addresses need no file: containerd uses HTTP for them.
+pub fn write_plain_http_host(paths: &ContainerdPaths, registry: &str) -> Result<PathBuf, ContainerdError> {
+    let valid = !registry.is_empty()
+        && registry.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !valid {
+        return Err(ContainerdError::Registry { registry: registry.to_string() });
+    }
+    let dir = paths.registry_hosts_dir().join(registry);
+    let path = dir.join("hosts.toml");
+    let toml = format!(
+        "# written by capstan up --insecure-registry {registry}\nserver = \"http://{registry}\"\n\n[host.\"http://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+    );
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, toml))
+        .map_err(|source| ContainerdError::Files { path: path.clone(), source })?;
+    Ok(path)
 }
 
 /// The containerd process: a child of this `up`, or one that an earlier `up` started and
@@ -122,7 +152,7 @@ impl Containerd {
     /// Writes the configuration, starts containerd (or adopts the one that an earlier
     /// `up` left running on the same paths) and waits until its socket accepts
     /// connections.
-    pub async fn start(data_dir: &Path) -> Result<Containerd, ContainerdError> {
+    pub async fn start(data_dir: &Path, insecure_registries: &[String]) -> Result<Containerd, ContainerdError> {
         let paths = ContainerdPaths::new(data_dir);
         let files = |path: &Path| {
             let path = path.to_path_buf();
@@ -130,6 +160,9 @@ impl Containerd {
         };
         std::fs::create_dir_all(paths.cni_conf_dir()).map_err(files(&paths.cni_conf_dir()))?;
         std::fs::write(paths.config(), config_toml(&paths)).map_err(files(&paths.config()))?;
+        for registry in insecure_registries {
+            write_plain_http_host(&paths, registry)?;
+        }
 
         // a containerd left running by an earlier `up` keeps its pods; use it
         if let Some(pid) = running_containerd(&paths)
@@ -314,6 +347,24 @@ mod tests {
         assert!(toml.contains(r#"sandbox_image = "registry.local/pause:local""#));
         assert!(toml.contains(r#"conf_dir = "/srv/capstan/containerd/cni/net.d""#));
         assert!(toml.contains(r#"bin_dir = "/usr/lib/cni""#));
+        assert!(toml.contains(r#"config_path = "/srv/capstan/containerd/certs.d""#));
+    }
+
+    #[test]
+    fn insecure_registry_gets_a_plain_http_host_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = ContainerdPaths::new(dir.path());
+        let path = write_plain_http_host(&paths, "10.0.0.5:5000").expect("valid registry");
+        assert_eq!(path, dir.path().join("containerd/certs.d/10.0.0.5:5000/hosts.toml"));
+        let toml = std::fs::read_to_string(&path).expect("read hosts.toml");
+        assert!(toml.contains(r#"server = "http://10.0.0.5:5000""#), "{toml}");
+        assert!(toml.contains(r#"[host."http://10.0.0.5:5000"]"#), "{toml}");
+        for bad in ["http://10.0.0.5:5000", "registry/path", "", "../etc"] {
+            assert!(
+                matches!(write_plain_http_host(&paths, bad), Err(ContainerdError::Registry { .. })),
+                "{bad:?} was accepted"
+            );
+        }
     }
 
     #[tokio::test]

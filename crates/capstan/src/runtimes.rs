@@ -38,8 +38,13 @@ pub struct RuntimeArgs {
     pub runtime: RuntimeChoice,
     /// Use the CRI runtime listening on this Unix socket instead of starting containerd
     /// (implies `--runtime cri`). Its CNI network is left as configured.
-    #[arg(long)]
+    #[arg(long, alias = "cri-socket")]
     pub containerd_socket: Option<PathBuf>,
+    /// Pull from this registry (HOST:PORT) over plain HTTP; may be repeated. Registries on
+    /// loopback addresses need no flag. Other registry settings (mirrors, CA
+    /// certificates) go in `<data-dir>/containerd/certs.d/<HOST:PORT>/hosts.toml`.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
     /// RuntimeClass handler for pods without `runtimeClassName`: `process` or `cri`.
     /// The default is `cri` when the node offers it, else `process`.
     #[arg(long)]
@@ -98,7 +103,7 @@ pub async fn build(args: &RuntimeArgs, process: &ProcessSettings) -> anyhow::Res
         let (socket, cni) = match &args.containerd_socket {
             Some(socket) => (socket.clone(), None),
             None => {
-                let started = start_containerd(&process.data_dir).await?;
+                let started = start_containerd(&process.data_dir, &args.insecure_registries).await?;
                 let paths = started.paths.clone();
                 containerd = Some(started);
                 let cni = CniConfig {
@@ -153,8 +158,8 @@ async fn process_runtime(settings: &ProcessSettings) -> anyhow::Result<ProcessRu
 }
 
 /// Starts (or adopts) the private containerd and imports `<data-dir>/images/*.tar`.
-async fn start_containerd(data_dir: &Path) -> anyhow::Result<Containerd> {
-    let started = Containerd::start(data_dir).await.context("failed to start containerd")?;
+async fn start_containerd(data_dir: &Path, insecure_registries: &[String]) -> anyhow::Result<Containerd> {
+    let started = Containerd::start(data_dir, insecure_registries).await.context("failed to start containerd")?;
     let images = images_dir(data_dir);
     let imported = containerd::import_directory(&started.socket(), &images).await;
     info!(count = imported, dir = %images.display(), "imported image archives");
@@ -205,6 +210,7 @@ mod tests {
             default_runtime: default.map(String::from),
             cri_pod_cidr: "10.245.0.0/24".into(),
             cri_bridge: "cst-cri0".into(),
+            insecure_registries: Vec::new(),
         }
     }
 

@@ -41,7 +41,7 @@ async fn cri_exec_streams_output_stdin_and_exit_codes() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     build_images(&images_dir(dir.path()));
-    let containerd = start_containerd(dir.path()).await.expect("containerd starts");
+    let containerd = start_containerd(dir.path(), &[]).await.expect("containerd starts");
     let config = CriRuntimeConfig {
         socket: containerd.socket(),
         cgroup_parent: format!("/capstan-cri-exectest-{}", std::process::id()),

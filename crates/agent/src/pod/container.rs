@@ -73,6 +73,8 @@ pub enum ContainerEvent {
 pub struct ContainerRecord {
     pub name: String,
     pub image: String,
+    /// The runtime's identity of the image the latest run uses (`imageID`), once known.
+    pub image_id: Option<String>,
     /// The runtime id of the latest run.
     pub id: Option<String>,
     /// The runtime id of the run before, kept for `logs --previous` until the next start.
@@ -96,6 +98,7 @@ impl ContainerRecord {
         Self {
             name: container.name.clone(),
             image: container.image.clone().unwrap_or_default(),
+            image_id: None,
             id: None,
             previous_id: None,
             log_path: None,
@@ -196,8 +199,8 @@ impl ContainerRecord {
 
     /// Builds the API status. `pod_ref` is `<name>_<namespace>(<uid>)` for the
     /// CrashLoopBackOff message.
-    pub fn status(&self, handler: &str, pod_ref: &str, now: Instant) -> core::ContainerStatus {
-        let container_id = |id: &str| format!("{handler}://{id}");
+    pub fn status(&self, container_uri: &dyn Fn(&str) -> String, pod_ref: &str, now: Instant) -> core::ContainerStatus {
+        let container_id = |id: &str| container_uri(id);
         let state = match &self.lifecycle {
             Lifecycle::Waiting {
                 reason, message, ..
@@ -226,7 +229,7 @@ impl ContainerRecord {
         core::ContainerStatus {
             name: self.name.clone(),
             image: self.image.clone(),
-            image_id: self.image.clone(),
+            image_id: self.image_id.clone().unwrap_or_else(|| self.image.clone()),
             container_id: self.id.as_deref().map(container_id),
             state: Some(state),
             last_state: Some(last_state.unwrap_or_default()),
@@ -349,7 +352,7 @@ mod tests {
         assert!(!container.can_start(now + Duration::from_secs(9)));
         assert!(container.can_start(now + Duration::from_secs(10)));
 
-        let status = container.status("process", "web-abc_default(u1)", now);
+        let status = container.status(&|id: &str| format!("process://{id}"), "web-abc_default(u1)", now);
         let waiting = status.state.and_then(|s| s.waiting).expect("waiting state");
         assert_eq!(waiting.reason.as_deref(), Some("CrashLoopBackOff"));
         assert_eq!(
@@ -386,7 +389,7 @@ mod tests {
         assert!(container.succeeded());
         assert!(!container.can_start(now + Duration::from_secs(3600)));
         assert_eq!(container.restart_count, 0);
-        let status = container.status("process", "p", now);
+        let status = container.status(&|id: &str| format!("process://{id}"), "p", now);
         assert_eq!(
             status.state.and_then(|s| s.terminated).map(|t| t.reason),
             Some(Some("Completed".into()))

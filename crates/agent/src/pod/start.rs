@@ -12,7 +12,7 @@ use super::env::{EnvContext, command_line, resolve_env};
 use super::probe::{ProbeKind, ProbeTracker};
 use super::volumes;
 use super::worker::{CONTAINER_NAME_LABEL, POD_UID_LABEL, PodWorker};
-use crate::runtime::{ContainerConfig, Resources, RuntimeError, SandboxConfig};
+use crate::runtime::{ContainerConfig, PullPolicy, Resources, RuntimeError, SandboxConfig};
 
 /// Retry period of a container whose ConfigMap or Secret is missing. The agent does not
 /// watch those objects, so it looks again on this period and on every pod change.
@@ -115,49 +115,17 @@ impl PodWorker {
             }
         }
         let log_path = config.log_path.clone();
-        let image = config.image.clone();
-        if image == "host" {
-            let message = "Container image \"host\" already present on machine";
-            self.context
-                .api
-                .record_event(&self.pod, "Normal", "Pulled", message)
-                .await;
-        }
 
-        // create, then start
+        // image, then create
+        if let Err(error) = self.ensure_image(&sandbox.id, &config).await {
+            self.fail_create(is_init, index, error, now).await;
+            return;
+        }
         let runtime = self.context.runtime.clone();
-        let created = runtime.create_container(&sandbox.id, &config).await;
-        let id = match created {
+        let id = match runtime.create_container(&sandbox.id, &config).await {
             Ok(id) => id,
             Err(error) => {
-                let (reason, retry_at) = match &error {
-                    RuntimeError::ImageUnsupported { reason, .. } => {
-                        (reason.clone(), now + IMAGE_RETRY)
-                    }
-                    RuntimeError::ImagePull { reason, .. } => {
-                        let waiting = match &self.record_mut(is_init, index).lifecycle {
-                            super::container::Lifecycle::Waiting { reason, .. } => Some(reason.clone()),
-                            _ => None,
-                        };
-                        (image_pull_reason(reason, waiting.as_deref()), now + CONFIG_RETRY)
-                    }
-                    _ => ("CreateContainerError".to_string(), now + CONFIG_RETRY),
-                };
-                let message = match &error {
-                    RuntimeError::ImageUnsupported { message, .. }
-                    | RuntimeError::ImagePull { message, .. } => message.clone(),
-                    other => other.to_string(),
-                };
-                let event = ContainerEvent::CreateFailed {
-                    reason,
-                    message: message.clone(),
-                    retry_at: Some(retry_at),
-                };
-                self.record_mut(is_init, index).apply(event, now);
-                self.context
-                    .api
-                    .record_event(&self.pod, "Warning", "Failed", &format!("Error: {message}"))
-                    .await;
+                self.fail_create(is_init, index, error, now).await;
                 return;
             }
         };
@@ -218,8 +186,16 @@ impl PodWorker {
             )
             .await;
 
-        // bookkeeping: the record, probes, and the run before last
+        // bookkeeping: the image, the record, probes, and the run before last
+        let image_id = match runtime.container_status(&id).await {
+            Ok(status) => Some(status.image_id).filter(|image_id| !image_id.is_empty()),
+            Err(error) => {
+                tracing::debug!(container.id = %id, %error, "no status for the image id of a started container");
+                None
+            }
+        };
         let record = self.record_mut(is_init, index);
+        record.image_id = image_id;
         record.apply(
             ContainerEvent::Started {
                 id,
@@ -330,11 +306,76 @@ impl PodWorker {
                 .join(&container.name)
                 .join(format!("{attempt}.log")),
             stdin: container.stdin.unwrap_or(false),
+            stdin_once: container.stdin_once.unwrap_or(false),
             tty: container.tty.unwrap_or(false),
             labels,
         }
     }
 }
+
+impl PodWorker {
+    /// Makes the container's image present as its pull policy says, with kubelet's events:
+    /// `Pulled` "already present", or `Pulling` then `Pulled` with the pull's duration.
+    ///
+    /// NOTE: an image that is present is used without a pull also under the policy
+    /// `Always`. Images usually come from `capstan image load` on nodes without a
+    /// registry, where kubelet's re-check of the digest would fail every start.
+    async fn ensure_image(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<(), RuntimeError> {
+        let image = config.image.trim();
+        if image.is_empty() {
+            return Err(RuntimeError::ImagePull {
+                reason: "InvalidImageName".to_string(),
+                message: format!("container {} has no image", config.name),
+            });
+        }
+        let api = &self.context.api;
+        let runtime = &self.context.runtime;
+        if runtime.image_status(sandbox_id, image).await?.is_some() {
+            let message = format!("Container image \"{image}\" already present on machine");
+            api.record_event(&self.pod, "Normal", "Pulled", &message).await;
+            return Ok(());
+        }
+        if config.image_pull_policy == PullPolicy::Never {
+            return Err(RuntimeError::ImagePull {
+                reason: "ErrImageNeverPull".to_string(),
+                message: format!("Container image \"{image}\" is not present with pull policy of Never"),
+            });
+        }
+        api.record_event(&self.pod, "Normal", "Pulling", &format!("Pulling image \"{image}\"")).await;
+        let started = std::time::Instant::now();
+        let image_id = runtime.pull_image(sandbox_id, image).await?;
+        let message = format!(
+            "Successfully pulled image \"{image}\" in {:.3}s (image id {image_id})",
+            started.elapsed().as_secs_f64()
+        );
+        api.record_event(&self.pod, "Normal", "Pulled", &message).await;
+        Ok(())
+    }
+
+    /// Records a container that could not be created: its waiting reason and message, when
+    /// to retry, and a `Failed` event.
+    async fn fail_create(&mut self, is_init: bool, index: usize, error: RuntimeError, now: Instant) {
+        let (reason, retry_at) = match &error {
+            RuntimeError::ImageUnsupported { reason, .. } => (reason.clone(), now + IMAGE_RETRY),
+            RuntimeError::ImagePull { reason, .. } => {
+                let waiting = match &self.record_mut(is_init, index).lifecycle {
+                    super::container::Lifecycle::Waiting { reason, .. } => Some(reason.clone()),
+                    _ => None,
+                };
+                (image_pull_reason(reason, waiting.as_deref()), now + CONFIG_RETRY)
+            }
+            _ => ("CreateContainerError".to_string(), now + CONFIG_RETRY),
+        };
+        let message = match &error {
+            RuntimeError::ImageUnsupported { message, .. } | RuntimeError::ImagePull { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        let event = ContainerEvent::CreateFailed { reason, message: message.clone(), retry_at: Some(retry_at) };
+        self.record_mut(is_init, index).apply(event, now);
+        self.context.api.record_event(&self.pod, "Warning", "Failed", &format!("Error: {message}")).await;
+    }
+}
+
 
 /// The waiting reason after a failed pull: `ErrImagePull` the first time, then
 /// `ImagePullBackOff` while the agent keeps retrying, as kubelet shows them.

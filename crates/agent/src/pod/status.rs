@@ -10,8 +10,8 @@ use super::container::{ContainerRecord, Lifecycle};
 /// Everything the status is built from.
 pub struct StatusInput<'a> {
     pub pod: &'a Pod,
-    /// Runtime handler, the scheme of container ids (`process://…`).
-    pub handler: &'a str,
+    /// Turns a runtime container id into the API's `containerID` (`process://…`).
+    pub container_uri: &'a (dyn Fn(&str) -> String + Sync),
     pub init: &'a [ContainerRecord],
     pub containers: &'a [ContainerRecord],
     pub sandbox_ready: bool,
@@ -38,7 +38,7 @@ pub fn build_status(input: &StatusInput<'_>) -> PodStatus {
     let statuses = |records: &[ContainerRecord]| {
         records
             .iter()
-            .map(|r| r.status(input.handler, &pod_ref, input.now))
+            .map(|r| r.status(input.container_uri, &pod_ref, input.now))
             .collect::<Vec<_>>()
     };
     let init_statuses = statuses(input.init);

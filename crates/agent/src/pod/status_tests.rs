@@ -207,7 +207,7 @@ fn status_reports_readiness() {
     let unready = [record("web", running(), false)];
     let input = StatusInput {
         pod: &pod,
-        handler: "process",
+        container_uri: &|id: &str| format!("process://{id}"),
         init: &[],
         containers: &unready,
         sandbox_ready: true,
@@ -259,7 +259,7 @@ fn status_reports_readiness() {
 fn again_input(pod: &Pod) -> StatusInput<'_> {
     StatusInput {
         pod,
-        handler: "process",
+        container_uri: &|id: &str| format!("process://{id}"),
         init: &[],
         containers: &[],
         sandbox_ready: true,

@@ -162,6 +162,7 @@ impl PodWorker {
             };
             record.restart_count = latest.attempt;
             record.log_path = Some(latest.log_path.clone());
+            record.image_id = Some(latest.image_id.clone()).filter(|id| !id.is_empty());
             record.apply(
                 ContainerEvent::Started {
                     id: latest.id.clone(),
@@ -414,9 +415,11 @@ impl PodWorker {
         } else {
             sandbox_ip
         };
+        let runtime = self.context.runtime.clone();
+        let container_uri = move |id: &str| runtime.container_uri(id);
         let input = StatusInput {
             pod: &self.pod,
-            handler: self.context.runtime.handler(),
+            container_uri: &container_uri,
             init: &self.init,
             containers: &self.containers,
             sandbox_ready: self.sandbox.as_ref().is_some_and(|s| s.ready),

@@ -491,6 +491,7 @@ async fn adoption_keeps_running_container() {
         sandbox_id: "old-sandbox".into(),
         name: "web".into(),
         image: "host".into(),
+        image_id: "host".into(),
         attempt: 3,
         state: ContainerState::Running {
             started_at: jiff::Timestamp::UNIX_EPOCH,

@@ -40,6 +40,9 @@ pub enum RuntimeError {
     /// The runtime cannot stream commands (`kubectl exec`).
     #[error("exec is not supported by the {handler} runtime")]
     ExecUnsupported { handler: String },
+    /// The runtime cannot connect to a container's own streams (`kubectl attach`).
+    #[error("attach is not supported by the {handler} runtime")]
+    AttachUnsupported { handler: String },
     #[error("runtime failure: {0}")]
     Internal(String),
 }
@@ -165,6 +168,8 @@ pub struct ContainerConfig {
     /// The log file, normally `<log_directory>/<name>/<attempt>.log`.
     pub log_path: PathBuf,
     pub stdin: bool,
+    /// Closes standard input after the first attached client detaches (`stdinOnce`).
+    pub stdin_once: bool,
     pub tty: bool,
     /// Labels stored with the container and returned by `list_containers`.
     pub labels: BTreeMap<String, String>,
@@ -195,6 +200,9 @@ pub struct ContainerStatus {
     pub sandbox_id: String,
     pub name: String,
     pub image: String,
+    /// The image the container runs, as the runtime identifies it: a digest reference
+    /// (`sha256:…` or `repo@sha256:…`) on CRI, the image name on the process runtime.
+    pub image_id: String,
     pub attempt: u32,
     pub state: ContainerState,
     pub log_path: PathBuf,
@@ -274,6 +282,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// The RuntimeClass handler name this runtime serves (`process`, `cri`).
     fn handler(&self) -> &str;
 
+    /// The container's id as the API shows it in `containerID`: `<runtime>://<id>`, where
+    /// the runtime is the name it reports (`containerd`), or the handler.
+    fn container_uri(&self, id: &str) -> String {
+        format!("{}://{id}", self.handler())
+    }
+
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<SandboxStatus, RuntimeError>;
     /// Stops every container in the sandbox (SIGKILL after `grace`) and tears down its network.
     async fn stop_sandbox(&self, id: &str, grace: Duration) -> Result<(), RuntimeError>;
@@ -281,6 +295,23 @@ pub trait Runtime: Send + Sync + 'static {
     async fn sandbox_status(&self, id: &str) -> Result<SandboxStatus, RuntimeError>;
     async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>, RuntimeError>;
 
+    /// Returns the runtime's id of `image` when it is present for pods of the sandbox, or
+    /// `None`. Runtimes without images (the process runtime) answer for the images they
+    /// can run and fail with [`RuntimeError::ImageUnsupported`] for the others.
+    async fn image_status(&self, sandbox_id: &str, image: &str) -> Result<Option<String>, RuntimeError> {
+        let _ = sandbox_id;
+        Ok(Some(image.to_string()))
+    }
+
+    /// Pulls `image` for the pod of the sandbox and returns its id. Failures are
+    /// [`RuntimeError::ImagePull`] with the runtime's message.
+    async fn pull_image(&self, sandbox_id: &str, image: &str) -> Result<String, RuntimeError> {
+        let _ = sandbox_id;
+        Ok(image.to_string())
+    }
+
+    /// Creates the container from its image, which must be present (see
+    /// [`Runtime::image_status`]).
     async fn create_container(
         &self,
         sandbox_id: &str,
@@ -314,9 +345,22 @@ pub trait Runtime: Send + Sync + 'static {
             handler: self.handler().to_string(),
         })
     }
+
+    /// Connects to the standard streams of the running container `id` (`kubectl attach`).
+    /// `request.command` is ignored. The session's exit resolves when the client's
+    /// streams end or the container stops. Runtimes that cannot attach return
+    /// [`RuntimeError::AttachUnsupported`]; the agent then serves the container's output
+    /// from its log file.
+    async fn attach(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
+        let _ = (id, request);
+        Err(RuntimeError::AttachUnsupported {
+            handler: self.handler().to_string(),
+        })
+    }
 }
 
 pub mod cri;
+pub mod forward;
 pub mod process;
 pub mod set;
 

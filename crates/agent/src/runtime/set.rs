@@ -172,6 +172,22 @@ impl Runtime for RuntimeSet {
         Ok(all)
     }
 
+    fn container_uri(&self, id: &str) -> String {
+        let owner = self.owner_of(id).unwrap_or_else(|| self.default.clone());
+        match self.runtimes.get(&owner) {
+            Some(runtime) => runtime.container_uri(id),
+            None => format!("{owner}://{id}"),
+        }
+    }
+
+    async fn image_status(&self, sandbox_id: &str, image: &str) -> Result<Option<String>, RuntimeError> {
+        by_id!(self, sandbox_id, |runtime| runtime.image_status(sandbox_id, image))
+    }
+
+    async fn pull_image(&self, sandbox_id: &str, image: &str) -> Result<String, RuntimeError> {
+        by_id!(self, sandbox_id, |runtime| runtime.pull_image(sandbox_id, image))
+    }
+
     async fn exec_sync(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput, RuntimeError> {
         by_id!(self, id, |runtime| runtime.exec_sync(id, command, timeout))
     }
@@ -182,6 +198,10 @@ impl Runtime for RuntimeSet {
 
     async fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
         by_id!(self, id, |runtime| runtime.exec(id, request))
+    }
+
+    async fn attach(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
+        by_id!(self, id, |runtime| runtime.attach(id, request))
     }
 }
 

@@ -1,14 +1,16 @@
 //! `GET /attach/{namespace}/{pod}/{container}`: streams a running container's output over
 //! a WebSocket with the channel protocol of [`super::channel`].
 //!
-//! Output comes from the container's log file, which every runtime writes in the CRI
-//! format, so attach works the same on each runtime. It shows what the container writes
-//! from the moment of the attach, on stdout and stderr as the log records them, and
-//! ends with a `Success` status when the container stops.
+//! A runtime that can attach (CRI) connects the client to the container's own streams
+//! through its streaming server, input included when the container has `stdin: true`.
+//! Otherwise output comes from the container's log file, which every runtime writes in
+//! the CRI format: it shows what the container writes from the moment of the attach, on
+//! stdout and stderr as the log records them, and ends with a `Success` status when the
+//! container stops.
 //!
-//! NOTE: input is not connected. The process runtime gives containers `/dev/null` as
-//! standard input, so `kubectl attach -i` gets the output and a notice on stderr, and its
-//! input is discarded.
+//! NOTE: the process runtime gives containers `/dev/null` as standard input, so there
+//! `kubectl attach -i` gets the output and a notice on stderr, and its input is
+//! discarded.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{Path, Query, State};
@@ -18,9 +20,10 @@ use futures::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
 
 use super::logs::{LogSource, end_offset, follow_lines};
-use super::exec::{accept_upgrade, normal_close};
+use super::exec::{accept_upgrade, find_container, normal_close, serve_session};
 use super::{ServerState, channel, plain};
 use crate::directory::PodDirectory;
+use crate::runtime::{ExecRequest, RuntimeError};
 
 /// The streams a client attaches to, as exec and attach requests name them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,8 +31,7 @@ pub struct AttachRequest {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
-    /// The client's terminal is in raw mode. Attach ignores it because output comes from the
-    /// log file either way.
+    /// The client's terminal is in raw mode. Attach from the log file ignores it.
     pub tty: bool,
 }
 
@@ -54,6 +56,27 @@ pub async fn attach(
         Ok(request) => request,
         Err(message) => return plain(StatusCode::BAD_REQUEST, message),
     };
+    if let Some(runtime) = state.runtime.clone() {
+        let container_id = match find_container(&state, runtime.as_ref(), &namespace, &pod, &container).await {
+            Ok(id) => id,
+            Err(response) => return response,
+        };
+        let streams = ExecRequest { command: Vec::new(), stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, tty: request.tty };
+        match runtime.attach(&container_id, &streams).await {
+            Err(RuntimeError::AttachUnsupported { .. }) => {}
+            session => {
+                let upgrade = match accept_upgrade(upgrade, "attach") {
+                    Ok(upgrade) => upgrade,
+                    Err(response) => return response,
+                };
+                tracing::info!(pod.namespace = %namespace, pod.name = %pod, container = %container, "attach session starting on the runtime's streams");
+                return upgrade.on_upgrade(move |socket| async move {
+                    serve_session(socket, session, &container_id, &[]).await;
+                    tracing::info!(pod.namespace = %namespace, pod.name = %pod, container = %container, "attach session ended");
+                });
+            }
+        }
+    }
     let source = match running_log(&state.directory, &namespace, &pod, &container) {
         Ok(source) => source,
         Err(response) => return response,

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::channel::{self, ClientFrame};
 use super::{ServerState, plain};
 use crate::pod::worker::{CONTAINER_NAME_LABEL, POD_UID_LABEL};
-use crate::runtime::{ContainerState, ExecRequest, ExecSession, Runtime, TerminalSize};
+use crate::runtime::{ContainerState, ExecRequest, ExecSession, Runtime, RuntimeError, TerminalSize};
 
 /// How long output may keep arriving after the command exits, for example from a
 /// background child that still holds the pipe open.
@@ -108,7 +108,7 @@ pub(super) fn accept_upgrade(
 
 /// Finds the runtime's id of the running container, or the response that explains why
 /// there is none.
-async fn find_container(
+pub(super) async fn find_container(
     state: &ServerState,
     runtime: &dyn Runtime,
     namespace: &str,
@@ -141,15 +141,28 @@ async fn find_container(
         })
 }
 
-/// Starts the command and pumps the streams until it exits, then writes the final
-/// `Status` on channel 3 and closes the socket. A client that goes away kills the command.
+/// Starts the command and serves it with [`serve_session`].
 async fn run_session(socket: WebSocket, runtime: Arc<dyn Runtime>, container_id: String, request: ExecRequest) {
+    let session = runtime.exec(&container_id, &request).await;
+    serve_session(socket, session, &container_id, &request.command).await;
+}
+
+/// Pumps a session's streams until it exits, then writes the final `Status` on channel 3
+/// and closes the socket. A client that goes away ends the session: an exec'd command is
+/// killed, an attached container keeps running. `command` names the command in a failure
+/// status; it is empty for attach.
+pub(super) async fn serve_session(
+    socket: WebSocket,
+    session: Result<ExecSession, RuntimeError>,
+    container_id: &str,
+    command: &[String],
+) {
     let (mut sink, mut incoming) = socket.split();
-    let session = match runtime.exec(&container_id, &request).await {
+    let session = match session {
         Ok(session) => session,
         Err(error) => {
-            tracing::warn!(container.id = %container_id, %error, "exec failed to start");
-            let status = channel::failure_status(&format!("failed to exec in container: {error}"));
+            tracing::warn!(container.id = %container_id, %error, "stream failed to start");
+            let status = channel::failure_status(&format!("failed to stream container {container_id}: {error}"));
             let frame = channel::encode(channel::STATUS, status.to_string().as_bytes());
             let _ = sink.send(Message::Binary(frame.into())).await;
             let _ = sink.send(normal_close()).await;
@@ -200,7 +213,7 @@ async fn run_session(socket: WebSocket, runtime: Arc<dyn Runtime>, container_id:
                     Err(error) => tracing::debug!(%error, "ignoring an invalid exec message"),
                 },
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                    tracing::debug!(container.id = %container_id, "exec client went away; killing the command");
+                    tracing::debug!(container.id = %container_id, "stream client went away; ending the session");
                     writer.abort();
                     return;
                 }
@@ -218,7 +231,7 @@ async fn run_session(socket: WebSocket, runtime: Arc<dyn Runtime>, container_id:
         }
     }
     let status = match exit_code {
-        Ok(code) => channel::exit_status(&request.command, code),
+        Ok(code) => channel::exit_status(command, code),
         Err(error) => channel::failure_status(&error.to_string()),
     };
     let _ = frames.send(channel::encode(channel::STATUS, status.to_string().as_bytes())).await;

@@ -12,7 +12,6 @@ pub mod channel;
 pub mod exec;
 pub mod logs;
 pub mod portforward;
-mod spdy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

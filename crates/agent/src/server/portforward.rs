@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::spdy::{self, Frame, HeaderCodec, Headers};
+use crate::spdy::{self, Frame, HeaderCodec, Headers};
 use super::{ServerState, plain};
 
 /// The WebSocket subprotocol of the tunnelled SPDY session.

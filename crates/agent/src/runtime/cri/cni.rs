@@ -35,8 +35,11 @@ pub enum CniError {
     },
 }
 
-/// The conflist: bridge plugin as gateway with host-local IPAM, the firewall plugin,
-/// then loopback.
+/// The conflist: bridge plugin as gateway with host-local IPAM, then loopback.
+///
+/// Traffic of the pods passes the host's FORWARD chain (routed, or bridged with
+/// `br_netfilter`), whose policy may be DROP. Instead of the CNI firewall plugin, which
+/// runs iptables for every pod, [`accept_forwarding`] accepts the whole bridge once.
 pub fn conflist(config: &CniConfig) -> Result<String, CniError> {
     validate(config)?;
     let list = serde_json::json!({
@@ -56,15 +59,16 @@ pub fn conflist(config: &CniConfig) -> Result<String, CniError> {
                     "dataDir": config.ipam_dir,
                 },
             },
-            // With br_netfilter loaded, traffic between two pods on the bridge passes
-            // the host's FORWARD chain, whose policy may be DROP (Docker sets it so).
-            // The firewall plugin accepts each pod's traffic there and removes its
-            // rules when the pod's network is torn down.
-            {"type": "firewall", "backend": "iptables"},
             {"type": "loopback"},
         ],
     });
     Ok(serde_json::to_string_pretty(&list).unwrap_or_default())
+}
+
+/// Accepts traffic from and to the pod bridge in the FORWARD chain.
+pub async fn accept_forwarding(config: &CniConfig) {
+    let bridge = config.bridge.as_str();
+    crate::runtime::forward::accept(bridge, &[&["-i", bridge, "-j", "ACCEPT"], &["-o", bridge, "-j", "ACCEPT"]]).await;
 }
 
 fn validate(config: &CniConfig) -> Result<(), CniError> {
@@ -119,8 +123,8 @@ mod tests {
         let bridge = &value["plugins"][0];
         assert_eq!(bridge["bridge"], "cst-cri0");
         assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.245.3.0/24");
-        assert_eq!(value["plugins"][1]["type"], "firewall");
-        assert_eq!(value["plugins"][2]["type"], "loopback");
+        assert_eq!(value["plugins"][1]["type"], "loopback");
+        assert_eq!(value["plugins"].as_array().map(Vec::len), Some(2));
     }
 
     #[test]

@@ -107,6 +107,7 @@ pub fn container_config(config: &ContainerConfig, log_directory: &Path, image_re
         labels: config.labels.clone().into_iter().collect(),
         log_path,
         stdin: config.stdin,
+        stdin_once: config.stdin_once,
         tty: config.tty,
         linux: Some(cri::LinuxContainerConfig {
             resources: Some(linux_resources(&config.resources)),
@@ -166,6 +167,7 @@ pub fn container_status(status: &cri::ContainerStatus, sandbox_id: &str) -> Cont
         sandbox_id: sandbox_id.to_string(),
         name: metadata.name,
         image: status.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
+        image_id: status.image_ref.clone(),
         attempt: metadata.attempt,
         state,
         log_path: PathBuf::from(&status.log_path),

@@ -1,35 +1,35 @@
-//! Streaming commands in CRI containers (`kubectl exec`) through the runtime's
-//! streaming server.
+//! Streaming commands in CRI containers (`kubectl exec`) and attaching to their own
+//! streams (`kubectl attach`) through the runtime's streaming server.
 //!
-//! CRI `Exec` returns a one-time URL on containerd's streaming server. The agent opens it
-//! as a WebSocket with the `v4.channel.k8s.io` subprotocol. Every message starts with a
-//! channel byte (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize). The error channel
-//! carries a `metav1.Status` whose `ExitCode` cause is the command's exit code.
+//! CRI `Exec` and `Attach` return a one-time URL on containerd's streaming server. The
+//! agent upgrades it to SPDY/3.1 with the `v4.channel.k8s.io` stream protocol, as kubelet
+//! clients do, and opens one SPDY stream per channel, named by its `streamtype` header:
+//! `error`, `stdin`, `stdout`, `stderr` and `resize`. The error stream carries a
+//! `metav1.Status` whose `ExitCode` cause is the command's exit code.
 //!
-//! NOTE: the v4 protocol cannot close stdin on its own, so a command that reads stdin to
-//! its end does not see EOF when the caller closes it. Dropping the session closes the
-//! connection but does not kill the command inside the container.
+//! SPDY rather than WebSocket, because a SPDY stream can be closed alone. Closing the
+//! stdin stream gives the command EOF, which `kubectl cp` and `exec -i` with piped input
+//! need. The WebSocket protocol of containerd 1.6 (`v4.channel.k8s.io`) has no such close.
 
-use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
+use std::collections::HashMap;
+
+use futures::FutureExt as _;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tonic::transport::Channel;
 
 use crate::runtime::{ExecRequest, ExecSession, ResizeFn, RuntimeError, TerminalSize};
+use crate::spdy::{self, Frame, HeaderCodec, Headers};
 
-/// The WebSocket subprotocol of the streaming server.
+/// The stream protocol requested in the upgrade.
 const PROTOCOL: &str = "v4.channel.k8s.io";
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const ERROR: u8 = 3;
-const RESIZE: u8 = 4;
-/// Buffer of each output pipe between the WebSocket and the session's reader.
+/// Buffer of each output pipe between the connection and the session's reader.
 const PIPE_BYTES: usize = 64 * 1024;
+/// Largest upgrade response head accepted.
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
 /// Starts `request.command` in container `id` and returns its streams.
 pub async fn exec(
@@ -46,83 +46,160 @@ pub async fn exec(
         stdout: request.stdout,
         stderr: request.stderr && !request.tty,
     };
-    let response = client.exec(exec).await.map_err(|status| match status.code() {
-        tonic::Code::NotFound => RuntimeError::ContainerNotFound { id: id.to_string() },
-        _ => RuntimeError::Internal(format!("CRI Exec in container {id} failed: {}", status.message())),
-    })?;
-    let url = websocket_url(&response.into_inner().url);
-    let mut upgrade = url
-        .as_str()
-        .into_client_request()
-        .map_err(|error| RuntimeError::Internal(format!("invalid streaming URL {url}: {error}")))?;
-    upgrade.headers_mut().insert("Sec-WebSocket-Protocol", http::HeaderValue::from_static(PROTOCOL));
-    let (socket, _) = tokio_tungstenite::connect_async(upgrade).await.map_err(|error| {
-        RuntimeError::Internal(format!("failed to open the exec stream of container {id}: {error}"))
-    })?;
-    let (mut sink, mut source) = socket.split();
+    let response = client.exec(exec).await.map_err(stream_error("Exec", id))?;
+    open_stream(&response.into_inner().url, id, request).await
+}
 
-    // outgoing frames: stdin data and terminal sizes
+/// Connects to the standard streams of the running container `id`. Its input reaches
+/// the container only when the container was created with `stdin`.
+pub async fn attach(
+    mut client: RuntimeServiceClient<Channel>,
+    id: &str,
+    request: &ExecRequest,
+) -> Result<ExecSession, RuntimeError> {
+    let attach = cri::AttachRequest {
+        container_id: id.to_string(),
+        stdin: request.stdin,
+        tty: request.tty,
+        stdout: request.stdout,
+        stderr: request.stderr && !request.tty,
+    };
+    let response = client.attach(attach).await.map_err(stream_error("Attach", id))?;
+    open_stream(&response.into_inner().url, id, request).await
+}
+
+fn stream_error<'a>(call: &'static str, id: &'a str) -> impl Fn(tonic::Status) -> RuntimeError + 'a {
+    move |status| match status.code() {
+        tonic::Code::NotFound => RuntimeError::ContainerNotFound { id: id.to_string() },
+        _ => RuntimeError::Internal(format!("CRI {call} in container {id} failed: {}", status.message())),
+    }
+}
+
+/// Opens the one-time streaming URL over SPDY and turns its streams into a session.
+async fn open_stream(url: &str, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
+    let failed = |what: String| RuntimeError::Internal(format!("failed to open the stream of container {id}: {what}"));
+    let uri: http::Uri = url.parse().map_err(|error| failed(format!("invalid streaming URL {url}: {error}")))?;
+    let authority = uri.authority().map(|a| a.to_string()).ok_or_else(|| failed(format!("no host in {url}")))?;
+    let mut socket = TcpStream::connect(&authority).await.map_err(|error| failed(error.to_string()))?;
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let upgrade = format!(
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {PROTOCOL}\r\nContent-Length: 0\r\n\r\n"
+    );
+    socket.write_all(upgrade.as_bytes()).await.map_err(|error| failed(error.to_string()))?;
+    let head = read_response_head(&mut socket).await.map_err(|error| failed(error.to_string()))?;
+    let status_line = head.lines().next().unwrap_or_default();
+    if status_line.split_whitespace().nth(1) != Some("101") {
+        return Err(failed(format!("the streaming server answered {status_line:?}")));
+    }
+    let (mut reader, mut writer) = socket.into_split();
+
+    // one stream per channel, opened before any data as the protocol requires
+    let mut codec = HeaderCodec::new();
+    let separate_stderr = request.stderr && !request.tty;
+    let requested = [
+        ("error", true),
+        ("stdin", request.stdin),
+        ("stdout", request.stdout),
+        ("stderr", separate_stderr),
+        ("resize", request.tty),
+    ];
+    let mut streams: HashMap<&str, u32> = HashMap::new();
+    let mut opening = Vec::new();
+    let mut next_id = 1;
+    for (kind, _) in requested.iter().filter(|(_, on)| *on) {
+        let headers = Headers::from([("streamtype".to_string(), kind.to_string())]);
+        let block = codec.encode(&headers).map_err(|error| failed(error.to_string()))?;
+        opening.extend(spdy::syn_stream(next_id, &block));
+        streams.insert(kind, next_id);
+        next_id += 2;
+    }
+    writer.write_all(&opening).await.map_err(|error| failed(error.to_string()))?;
+
+    // outgoing frames: stdin data, its end, and terminal sizes
     let (frames, mut outgoing) = mpsc::channel::<Vec<u8>>(16);
     tokio::spawn(async move {
         while let Some(frame) = outgoing.recv().await {
-            if sink.send(Message::Binary(frame.into())).await.is_err() {
+            if writer.write_all(&frame).await.is_err() {
                 break;
             }
         }
-        let _ = sink.close().await;
     });
-    let stdin = request.stdin.then(|| {
+    let stdin = streams.get("stdin").map(|&stream_id| {
         let (writer, mut reader) = tokio::io::duplex(PIPE_BYTES);
         let frames = frames.clone();
         tokio::spawn(async move {
             let mut buffer = vec![0u8; 16 * 1024];
-            while let Ok(read) = reader.read(&mut buffer).await {
-                if read == 0 {
-                    break;
-                }
-                let mut frame = Vec::with_capacity(read + 1);
-                frame.push(STDIN);
-                frame.extend_from_slice(&buffer[..read]);
-                if frames.send(frame).await.is_err() {
-                    break;
+            loop {
+                match reader.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => {
+                        if frames.send(spdy::data(stream_id, &buffer[..read], false)).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
+            // the caller closed stdin: the command reads EOF
+            let _ = frames.send(spdy::data(stream_id, &[], true)).await;
         });
         writer
     });
-    let resize: Option<ResizeFn> = request.tty.then(|| {
+    let resize: Option<ResizeFn> = streams.get("resize").map(|&stream_id| {
         let frames = frames.clone();
         let resize: ResizeFn = Box::new(move |size: TerminalSize| {
-            let mut frame = vec![RESIZE];
-            frame.extend(format!("{{\"Width\":{},\"Height\":{}}}", size.width, size.height).into_bytes());
-            frames.try_send(frame).map_err(|error| std::io::Error::other(error.to_string()))
+            let json = format!("{{\"Width\":{},\"Height\":{}}}", size.width, size.height);
+            frames.try_send(spdy::data(stream_id, json.as_bytes(), false)).map_err(|error| std::io::Error::other(error.to_string()))
         });
         resize
     });
 
     // incoming frames: output to the pipes, then the exit status
     let (stdout_writer, stdout) = pipe(request.stdout);
-    let (stderr_writer, stderr) = pipe(request.stderr && !request.tty);
+    let (stderr_writer, stderr) = pipe(separate_stderr);
     let (exit_sender, exit) = oneshot::channel();
     let container = id.to_string();
+    let ids = StreamIds {
+        error: streams.get("error").copied().unwrap_or(1),
+        stdout: streams.get("stdout").copied(),
+        stderr: streams.get("stderr").copied(),
+    };
     tokio::spawn(async move {
         let mut outputs = Outputs { stdout: stdout_writer, stderr: stderr_writer, status: Vec::new() };
-        while let Some(message) = source.next().await {
-            match message {
-                Ok(Message::Binary(data)) => outputs.deliver(&data).await,
-                Ok(Message::Close(_)) | Err(_) => break,
-                Ok(_) => {}
+        let mut open = ids.output_count() + 1;
+        loop {
+            match spdy::read_frame(&mut reader).await {
+                Ok(Some(Frame::Data { stream_id, flags, data })) => {
+                    outputs.deliver(ids.channel(stream_id), &data).await;
+                    // the pipes stay open until the end, where a failure message may follow
+                    if flags & spdy::FLAG_FIN != 0 && ids.known(stream_id) {
+                        open -= 1;
+                        if open == 0 {
+                            break;
+                        }
+                    }
+                }
+                Ok(Some(Frame::Ping { id })) => {
+                    let _ = frames.send(spdy::ping(id)).await;
+                }
+                Ok(Some(Frame::RstStream { stream_id, .. })) if ids.known(stream_id) => {
+                    open -= 1;
+                    if open == 0 {
+                        break;
+                    }
+                }
+                Ok(Some(Frame::GoAway)) | Ok(None) | Err(_) => break,
+                Ok(Some(_)) => {}
             }
         }
         let code = outputs.finish().await;
-        tracing::debug!(container.id = %container, exit_code = code, "exec finished");
+        tracing::debug!(container.id = %container, exit_code = code, "stream finished");
         let _ = exit_sender.send(code);
         drop(frames);
     });
 
     let exit = async move {
         exit.await
-            .map_err(|_| RuntimeError::Internal("the exec stream ended without an exit status".to_string()))
+            .map_err(|_| RuntimeError::Internal("the stream ended without an exit status".to_string()))
     }
     .boxed();
     Ok(ExecSession {
@@ -132,6 +209,57 @@ pub async fn exec(
         resize,
         exit,
     })
+}
+
+/// Reads the upgrade response up to its blank line, one byte at a time so that no SPDY
+/// frame after it is consumed.
+async fn read_response_head(socket: &mut TcpStream) -> std::io::Result<String> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > MAX_RESPONSE_HEAD {
+            return Err(std::io::Error::other("the upgrade response head is too long"));
+        }
+        head.push(socket.read_u8().await?);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Where an incoming stream's data goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+    Error,
+    Unknown,
+}
+
+/// The ids of the incoming streams.
+struct StreamIds {
+    error: u32,
+    stdout: Option<u32>,
+    stderr: Option<u32>,
+}
+
+impl StreamIds {
+    fn channel(&self, stream_id: u32) -> Stream {
+        if stream_id == self.error {
+            Stream::Error
+        } else if Some(stream_id) == self.stdout {
+            Stream::Stdout
+        } else if Some(stream_id) == self.stderr {
+            Stream::Stderr
+        } else {
+            Stream::Unknown
+        }
+    }
+
+    fn known(&self, stream_id: u32) -> bool {
+        self.channel(stream_id) != Stream::Unknown
+    }
+
+    fn output_count(&self) -> usize {
+        usize::from(self.stdout.is_some()) + usize::from(self.stderr.is_some())
+    }
 }
 
 /// An output pipe when the stream was requested: the writer for the socket task and the
@@ -144,7 +272,7 @@ fn pipe(wanted: bool) -> (Option<tokio::io::DuplexStream>, Option<tokio::io::Dup
     (Some(writer), Some(reader))
 }
 
-/// The session's side of the incoming frames.
+/// The session's side of the incoming streams.
 struct Outputs {
     stdout: Option<tokio::io::DuplexStream>,
     stderr: Option<tokio::io::DuplexStream>,
@@ -152,30 +280,28 @@ struct Outputs {
 }
 
 impl Outputs {
-    async fn deliver(&mut self, frame: &[u8]) {
-        let Some((&channel, data)) = frame.split_first() else { return };
-        // the server opens each channel with an empty frame
+    async fn deliver(&mut self, channel: Stream, data: &[u8]) {
         if data.is_empty() {
             return;
         }
         let target = match channel {
-            STDOUT => self.stdout.as_mut(),
-            STDERR => self.stderr.as_mut(),
-            ERROR => {
+            Stream::Stdout => self.stdout.as_mut(),
+            Stream::Stderr => self.stderr.as_mut(),
+            Stream::Error => {
                 self.status.extend_from_slice(data);
                 return;
             }
-            _ => None,
+            Stream::Unknown => None,
         };
         // a reader that went away only loses its own stream
         if let Some(writer) = target
             && writer.write_all(data).await.is_err()
         {
-            tracing::debug!(channel, "exec output dropped: the reader is gone");
+            tracing::debug!(?channel, "stream output dropped: the reader is gone");
         }
     }
 
-    /// Closes the pipes and returns the exit code from the error channel's status. A
+    /// Closes the pipes and returns the exit code from the error stream's status. A
     /// failure without an exit code (the command could not start) goes to stderr.
     async fn finish(mut self) -> i32 {
         let (code, message) = exit_status(&self.status);
@@ -212,17 +338,6 @@ pub fn exit_status(status: &[u8]) -> (i32, Option<String>) {
     (code, Some(message))
 }
 
-/// The streaming URL as a WebSocket URL (`http` becomes `ws`).
-fn websocket_url(url: &str) -> String {
-    if let Some(rest) = url.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else {
-        url.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,9 +354,4 @@ mod tests {
         assert!(message.is_some_and(|m| m.contains("nope")));
     }
 
-    #[test]
-    fn streaming_urls_become_websocket_urls() {
-        assert_eq!(websocket_url("http://127.0.0.1:4451/exec/abc"), "ws://127.0.0.1:4451/exec/abc");
-        assert_eq!(websocket_url("https://[::1]:1/exec/x"), "wss://[::1]:1/exec/x");
-    }
 }

@@ -1,47 +1,30 @@
-//! Making a container's image present before `CreateContainer`, per its pull policy.
+//! Image status and pulls through CRI's `ImageService`.
 //!
-//! An image that is already present is used as is, also under the policy `Always`:
-//! capstan nodes usually have no registry to ask (images come from `capstan image load`),
-//! and kubelet's `Always` pull of a present image only re-checks its digest. An absent
-//! image is pulled through CRI `PullImage` unless the policy is `Never`.
+//! The agent decides by the pull policy whether to pull (see `pod::start`); these calls
+//! only ask containerd whether an image is present and pull it.
 
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use tonic::transport::Channel;
 
-use crate::runtime::{ContainerConfig, PullPolicy, RuntimeError};
+use crate::runtime::RuntimeError;
 
-/// Returns the image reference to create the container from (the image id).
-pub async fn ensure_image(
+/// Returns the image's id (`sha256:…`) when it is present.
+pub async fn status(images: &mut ImageServiceClient<Channel>, name: &str) -> Result<Option<String>, RuntimeError> {
+    let spec = cri::ImageSpec { image: name.to_string(), ..Default::default() };
+    let request = cri::ImageStatusRequest { image: Some(spec), verbose: false };
+    let response = images.image_status(request).await.map_err(|status| pull_error(name, status.message()))?;
+    Ok(response.into_inner().image.map(|image| image.id))
+}
+
+/// Pulls the image for a pod and returns the reference containerd gives it.
+pub async fn pull(
     images: &mut ImageServiceClient<Channel>,
-    config: &ContainerConfig,
+    name: &str,
     sandbox: &cri::PodSandboxConfig,
 ) -> Result<String, RuntimeError> {
-    let name = config.image.trim();
-    if name.is_empty() {
-        return Err(RuntimeError::ImagePull {
-            reason: "InvalidImageName".to_string(),
-            message: format!("container {} has no image", config.name),
-        });
-    }
+    tracing::info!(image = %name, "pulling image");
     let spec = cri::ImageSpec { image: name.to_string(), ..Default::default() };
-    let request = cri::ImageStatusRequest { image: Some(spec.clone()), verbose: false };
-    let present = images
-        .image_status(request)
-        .await
-        .map_err(|status| pull_error(name, status.message()))?
-        .into_inner()
-        .image;
-    if let Some(image) = present {
-        return Ok(image.id);
-    }
-    if config.image_pull_policy == PullPolicy::Never {
-        return Err(RuntimeError::ImagePull {
-            reason: "ErrImageNeverPull".to_string(),
-            message: format!("Container image \"{name}\" is not present with pull policy of Never"),
-        });
-    }
-    tracing::info!(image = %name, container.name = %config.name, "pulling image");
     let request = cri::PullImageRequest { image: Some(spec), auth: None, sandbox_config: Some(sandbox.clone()) };
     let pulled = images.pull_image(request).await.map_err(|status| pull_error(name, status.message()))?;
     Ok(pulled.into_inner().image_ref)

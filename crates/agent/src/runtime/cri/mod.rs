@@ -48,6 +48,8 @@ pub struct CriRuntime {
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
     cgroup_parent: String,
+    /// The name the runtime reports (`containerd`), the scheme of container URIs.
+    runtime_name: String,
     /// Container id to sandbox id; CRI's `ContainerStatus` lacks the sandbox.
     sandboxes_of: Mutex<HashMap<String, String>>,
 }
@@ -59,6 +61,7 @@ impl CriRuntime {
         if let Some(cni) = &config.cni {
             let path = cni::write_conflist(cni).map_err(|e| RuntimeError::Internal(e.to_string()))?;
             tracing::info!(conflist = %path.display(), bridge = %cni.bridge, pod_cidr = %cni.pod_cidr, "wrote the CNI network");
+            cni::accept_forwarding(cni).await;
         }
         let channel = connect_channel(&config.socket).await?;
         let mut runtime = RuntimeServiceClient::new(channel.clone());
@@ -83,6 +86,7 @@ impl CriRuntime {
             runtime,
             images: ImageServiceClient::new(channel),
             cgroup_parent: config.cgroup_parent,
+            runtime_name: version.runtime_name.clone(),
             sandboxes_of: Mutex::new(HashMap::new()),
         })
     }
@@ -170,6 +174,10 @@ impl Runtime for CriRuntime {
         HANDLER
     }
 
+    fn container_uri(&self, id: &str) -> String {
+        format!("{}://{id}", self.runtime_name)
+    }
+
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<SandboxStatus, RuntimeError> {
         std::fs::create_dir_all(&config.log_directory).map_err(|error| {
             RuntimeError::Internal(format!("failed to create {}: {error}", config.log_directory.display()))
@@ -238,7 +246,12 @@ impl Runtime for CriRuntime {
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String, RuntimeError> {
         let sandbox = self.raw_sandbox_status(sandbox_id).await?;
         let sandbox_config = convert::sandbox_config_from_status(&sandbox);
-        let image_ref = image::ensure_image(&mut self.images.clone(), config, &sandbox_config).await?;
+        let image_ref = image::status(&mut self.images.clone(), config.image.trim()).await?.ok_or_else(|| {
+            RuntimeError::ImagePull {
+                reason: "ErrImagePull".to_string(),
+                message: format!("image \"{}\" is not present on the node", config.image),
+            }
+        })?;
         let log_directory = PathBuf::from(&sandbox_config.log_directory);
         if let Some(parent) = config.log_path.parent() {
             let _ = std::fs::create_dir_all(parent);
@@ -254,6 +267,16 @@ impl Runtime for CriRuntime {
         let id = response.into_inner().container_id;
         self.remember(&id, sandbox_id);
         Ok(id)
+    }
+
+    async fn image_status(&self, _sandbox_id: &str, image: &str) -> Result<Option<String>, RuntimeError> {
+        image::status(&mut self.images.clone(), image).await
+    }
+
+    async fn pull_image(&self, sandbox_id: &str, image: &str) -> Result<String, RuntimeError> {
+        let sandbox = self.raw_sandbox_status(sandbox_id).await?;
+        let sandbox_config = convert::sandbox_config_from_status(&sandbox);
+        image::pull(&mut self.images.clone(), image, &sandbox_config).await
     }
 
     async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
@@ -323,6 +346,10 @@ impl Runtime for CriRuntime {
 
     async fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
         exec::exec(self.client(), id, request).await
+    }
+
+    async fn attach(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
+        exec::attach(self.client(), id, request).await
     }
 
     async fn container_stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {

@@ -16,6 +16,16 @@ use crate::runtime::{ContainerConfig, ContainerState, ContainerStatus, RuntimeEr
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
+/// The error for any image but `host`.
+pub(super) fn unsupported_image(image: &str) -> RuntimeError {
+    RuntimeError::ImageUnsupported {
+        reason: "UnsupportedImage".to_string(),
+        message: format!(
+            "the process runtime runs host commands only: image {image:?} needs the cri runtime (`capstan up --runtime cri`, then runtimeClassName \"cri\"); use image \"host\" to run a host command"
+        ),
+    }
+}
+
 impl ProcessRuntime {
     pub(super) fn create_container_impl(
         &self,
@@ -23,13 +33,7 @@ impl ProcessRuntime {
         config: &ContainerConfig,
     ) -> Result<String, RuntimeError> {
         if config.image != HOST_IMAGE {
-            return Err(RuntimeError::ImageUnsupported {
-                reason: "UnsupportedImage".to_string(),
-                message: format!(
-                    "the process runtime runs host commands only: image {:?} needs the cri runtime (`capstan up --runtime cri`, then runtimeClassName \"cri\"); use image \"host\" to run a host command",
-                    config.image
-                ),
-            });
+            return Err(unsupported_image(&config.image));
         }
         let sandbox =
             self.load_sandbox(sandbox_id)?
@@ -226,6 +230,7 @@ impl ProcessRuntime {
             sandbox_id: record.sandbox_id.clone(),
             name: record.name.clone(),
             image: record.image.clone(),
+            image_id: record.image.clone(),
             attempt: record.attempt,
             state: container_state(&self.container_dir(&record.id)),
             log_path: record.log_path.clone(),

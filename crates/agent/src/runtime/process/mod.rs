@@ -217,6 +217,14 @@ impl Runtime for ProcessRuntime {
         self.list_sandboxes_impl()
     }
 
+    async fn image_status(&self, _sandbox_id: &str, image: &str) -> Result<Option<String>, RuntimeError> {
+        if image == HOST_IMAGE {
+            Ok(Some(image.to_string()))
+        } else {
+            Err(container::unsupported_image(image))
+        }
+    }
+
     async fn create_container(
         &self,
         sandbox_id: &str,

@@ -187,32 +187,12 @@ impl PodNetwork {
 }
 
 /// With `br_netfilter` loaded, frames between two ports of a bridge pass iptables' FORWARD
-/// chain, whose policy Docker sets to DROP. An ACCEPT rule for this bridge only keeps
-/// pod-to-pod traffic working there.
-///
-/// NOTE: the rule stays after the bridge is deleted; remove it with
-/// `iptables -D FORWARD -i <bridge> -o <bridge> -j ACCEPT`.
+/// chain. An ACCEPT rule for this bridge only keeps pod-to-pod traffic working there.
 async fn allow_bridge_forwarding(bridge: &str) {
     let enabled = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
         .is_ok_and(|value| value.trim() == "1");
-    if !enabled {
-        return;
-    }
-    let rule = ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"];
-    let exists = Command::new("iptables").arg("-C").args(rule).output().await;
-    if exists.as_ref().is_ok_and(|output| output.status.success()) {
-        return;
-    }
-    match Command::new("iptables").arg("-I").args(rule).output().await {
-        Ok(output) if output.status.success() => {}
-        Ok(output) => tracing::warn!(
-            bridge,
-            stderr = %String::from_utf8_lossy(&output.stderr).trim(),
-            "failed to allow forwarding between pods; pods may not reach each other"
-        ),
-        Err(err) => {
-            tracing::warn!(bridge, error = %err, "iptables not found; pods may not reach each other")
-        }
+    if enabled {
+        crate::runtime::forward::accept(bridge, &[&["-i", bridge, "-o", bridge, "-j", "ACCEPT"]]).await;
     }
 }
 

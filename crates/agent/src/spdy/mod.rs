@@ -1,6 +1,7 @@
-//! The part of SPDY/3.1 that `kubectl port-forward` needs from a server: framing, header
-//! blocks, and the frames SYN_STREAM, SYN_REPLY, DATA, RST_STREAM, SETTINGS, PING,
-//! GOAWAY and WINDOW_UPDATE.
+//! The part of SPDY/3.1 that Kubernetes streams use: framing, header blocks, and the
+//! frames SYN_STREAM, SYN_REPLY, DATA, RST_STREAM, SETTINGS, PING, GOAWAY and
+//! WINDOW_UPDATE. The agent is the server for `kubectl port-forward` and the client of
+//! the CRI runtime's streaming server for exec and attach.
 //!
 //! Every frame starts with 8 bytes. A control frame has the high bit set, then the
 //! version (3) in 15 bits, the type in 16 bits, 8 bits of flags and a 24-bit length. A data
@@ -49,7 +50,7 @@ pub enum SpdyError {
     Io(#[from] std::io::Error),
 }
 
-/// A frame received from the client, with header blocks still compressed.
+/// A frame received from the peer, with header blocks still compressed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
     SynStream { stream_id: u32, flags: u8, header_block: Vec<u8> },
@@ -58,7 +59,7 @@ pub enum Frame {
     Ping { id: u32 },
     GoAway,
     /// SYN_REPLY, SETTINGS, HEADERS, WINDOW_UPDATE and unknown control frames, which the
-    /// server does not act on.
+    /// agent does not act on.
     Ignored { kind: u16 },
 }
 
@@ -125,6 +126,16 @@ fn control(kind: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// Encodes a SYN_STREAM that opens `stream_id` (odd for a client), with an already
+/// compressed header block.
+pub fn syn_stream(stream_id: u32, header_block: &[u8]) -> Vec<u8> {
+    // stream id, associated stream id (none), priority and slot (zero)
+    let mut payload = (stream_id & 0x7fff_ffff).to_be_bytes().to_vec();
+    payload.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    payload.extend_from_slice(header_block);
+    control(TYPE_SYN_STREAM, 0, &payload)
+}
+
 /// Encodes a SYN_REPLY that accepts `stream_id`, with an already compressed header block.
 pub fn syn_reply(stream_id: u32, header_block: &[u8]) -> Vec<u8> {
     let mut payload = (stream_id & 0x7fff_ffff).to_be_bytes().to_vec();
@@ -132,7 +143,7 @@ pub fn syn_reply(stream_id: u32, header_block: &[u8]) -> Vec<u8> {
     control(TYPE_SYN_REPLY, 0, &payload)
 }
 
-/// Encodes a DATA frame; `fin` closes the server's half of the stream.
+/// Encodes a DATA frame; `fin` closes the sender's half of the stream.
 pub fn data(stream_id: u32, payload: &[u8], fin: bool) -> Vec<u8> {
     let mut frame = Vec::with_capacity(8 + payload.len());
     frame.extend_from_slice(&(stream_id & 0x7fff_ffff).to_be_bytes());
@@ -174,6 +185,12 @@ mod tests {
         payload.extend_from_slice(b"block");
         let frame = read_one(control(TYPE_SYN_STREAM, FLAG_FIN, &payload)).await;
         assert_eq!(frame, Frame::SynStream { stream_id: 3, flags: FLAG_FIN, header_block: b"block".to_vec() });
+    }
+
+    #[tokio::test]
+    async fn encoded_syn_stream_round_trips() {
+        let frame = read_one(syn_stream(3, b"block")).await;
+        assert_eq!(frame, Frame::SynStream { stream_id: 3, flags: 0, header_block: b"block".to_vec() });
     }
 
     #[tokio::test]
