@@ -119,9 +119,15 @@ impl PodApi for KubePodApi {
         }
     }
 
+    /// Writes the event in the background, as kubelet's recorder does, so that a pod's
+    /// start does not wait for it.
     async fn record_event(&self, pod: &Pod, event_type: &str, reason: &str, message: &str) {
         let reference = capstan_api::events::object_reference("v1", "Pod", &pod.metadata);
-        capstan_api::events::record(&self.client, &reference, event_type, reason, message, COMPONENT).await;
+        let client = self.client.clone();
+        let (event_type, reason, message) = (event_type.to_string(), reason.to_string(), message.to_string());
+        tokio::spawn(async move {
+            capstan_api::events::record(&client, &reference, &event_type, &reason, &message, COMPONENT).await;
+        });
     }
 
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, ApiError> {

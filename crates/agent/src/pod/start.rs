@@ -117,10 +117,13 @@ impl PodWorker {
         let log_path = config.log_path.clone();
 
         // image, then create
-        if let Err(error) = self.ensure_image(&sandbox.id, &config).await {
-            self.fail_create(is_init, index, error, now).await;
-            return;
-        }
+        let image_id = match self.ensure_image(&sandbox.id, &config).await {
+            Ok(image_id) => image_id,
+            Err(error) => {
+                self.fail_create(is_init, index, error, now).await;
+                return;
+            }
+        };
         let runtime = self.context.runtime.clone();
         let id = match runtime.create_container(&sandbox.id, &config).await {
             Ok(id) => id,
@@ -187,15 +190,8 @@ impl PodWorker {
             .await;
 
         // bookkeeping: the image, the record, probes, and the run before last
-        let image_id = match runtime.container_status(&id).await {
-            Ok(status) => Some(status.image_id).filter(|image_id| !image_id.is_empty()),
-            Err(error) => {
-                tracing::debug!(container.id = %id, %error, "no status for the image id of a started container");
-                None
-            }
-        };
         let record = self.record_mut(is_init, index);
-        record.image_id = image_id;
+        record.image_id = Some(image_id);
         record.apply(
             ContainerEvent::Started {
                 id,
@@ -316,11 +312,12 @@ impl PodWorker {
 impl PodWorker {
     /// Makes the container's image present as its pull policy says, with kubelet's events:
     /// `Pulled` "already present", or `Pulling` then `Pulled` with the pull's duration.
+    /// Returns the image's identity for `imageID`.
     ///
     /// NOTE: an image that is present is used without a pull also under the policy
     /// `Always`. Images usually come from `capstan image load` on nodes without a
     /// registry, where kubelet's re-check of the digest would fail every start.
-    async fn ensure_image(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<(), RuntimeError> {
+    async fn ensure_image(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String, RuntimeError> {
         let image = config.image.trim();
         if image.is_empty() {
             return Err(RuntimeError::ImagePull {
@@ -330,10 +327,10 @@ impl PodWorker {
         }
         let api = &self.context.api;
         let runtime = &self.context.runtime;
-        if runtime.image_status(sandbox_id, image).await?.is_some() {
+        if let Some(image_id) = runtime.image_status(sandbox_id, image).await? {
             let message = format!("Container image \"{image}\" already present on machine");
             api.record_event(&self.pod, "Normal", "Pulled", &message).await;
-            return Ok(());
+            return Ok(image_id);
         }
         if config.image_pull_policy == PullPolicy::Never {
             return Err(RuntimeError::ImagePull {
@@ -345,11 +342,11 @@ impl PodWorker {
         let started = std::time::Instant::now();
         let image_id = runtime.pull_image(sandbox_id, image).await?;
         let message = format!(
-            "Successfully pulled image \"{image}\" in {:.3}s (image id {image_id})",
+            "Successfully pulled image \"{image}\" in {:.3}s",
             started.elapsed().as_secs_f64()
         );
         api.record_event(&self.pod, "Normal", "Pulled", &message).await;
-        Ok(())
+        Ok(image_id)
     }
 
     /// Records a container that could not be created: its waiting reason and message, when

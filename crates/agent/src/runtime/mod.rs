@@ -295,15 +295,16 @@ pub trait Runtime: Send + Sync + 'static {
     async fn sandbox_status(&self, id: &str) -> Result<SandboxStatus, RuntimeError>;
     async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>, RuntimeError>;
 
-    /// Returns the runtime's id of `image` when it is present for pods of the sandbox, or
-    /// `None`. Runtimes without images (the process runtime) answer for the images they
+    /// Returns the runtime's identity of `image` (the container's `imageID`) when it is
+    /// present for pods of the sandbox, or `None`. Runtimes without images (the process runtime) answer for the images they
     /// can run and fail with [`RuntimeError::ImageUnsupported`] for the others.
     async fn image_status(&self, sandbox_id: &str, image: &str) -> Result<Option<String>, RuntimeError> {
         let _ = sandbox_id;
         Ok(Some(image.to_string()))
     }
 
-    /// Pulls `image` for the pod of the sandbox and returns its id. Failures are
+    /// Pulls `image` for the pod of the sandbox and returns its identity, as
+    /// [`Runtime::image_status`] does. Failures are
     /// [`RuntimeError::ImagePull`] with the runtime's message.
     async fn pull_image(&self, sandbox_id: &str, image: &str) -> Result<String, RuntimeError> {
         let _ = sandbox_id;

@@ -9,15 +9,16 @@ use tonic::transport::Channel;
 
 use crate::runtime::RuntimeError;
 
-/// Returns the image's id (`sha256:…`) when it is present.
+/// Returns the image's identity when it is present: its registry digest
+/// (`host/name@sha256:…`), or its id (`sha256:…`) for an image that came from an archive.
 pub async fn status(images: &mut ImageServiceClient<Channel>, name: &str) -> Result<Option<String>, RuntimeError> {
     let spec = cri::ImageSpec { image: name.to_string(), ..Default::default() };
     let request = cri::ImageStatusRequest { image: Some(spec), verbose: false };
     let response = images.image_status(request).await.map_err(|status| pull_error(name, status.message()))?;
-    Ok(response.into_inner().image.map(|image| image.id))
+    Ok(response.into_inner().image.map(|image| image.repo_digests.first().cloned().unwrap_or(image.id)))
 }
 
-/// Pulls the image for a pod and returns the reference containerd gives it.
+/// Pulls the image for a pod and returns the image id containerd gives it (`sha256:…`).
 pub async fn pull(
     images: &mut ImageServiceClient<Channel>,
     name: &str,

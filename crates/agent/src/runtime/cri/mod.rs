@@ -246,19 +246,13 @@ impl Runtime for CriRuntime {
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String, RuntimeError> {
         let sandbox = self.raw_sandbox_status(sandbox_id).await?;
         let sandbox_config = convert::sandbox_config_from_status(&sandbox);
-        let image_ref = image::status(&mut self.images.clone(), config.image.trim()).await?.ok_or_else(|| {
-            RuntimeError::ImagePull {
-                reason: "ErrImagePull".to_string(),
-                message: format!("image \"{}\" is not present on the node", config.image),
-            }
-        })?;
         let log_directory = PathBuf::from(&sandbox_config.log_directory);
         if let Some(parent) = config.log_path.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
         let request = cri::CreateContainerRequest {
             pod_sandbox_id: sandbox_id.to_string(),
-            config: Some(convert::container_config(config, &log_directory, &image_ref)),
+            config: Some(convert::container_config(config, &log_directory, config.image.trim())),
             sandbox_config: Some(sandbox_config),
         };
         let response = self.client().create_container(request).await.map_err(|status| {
@@ -276,7 +270,9 @@ impl Runtime for CriRuntime {
     async fn pull_image(&self, sandbox_id: &str, image: &str) -> Result<String, RuntimeError> {
         let sandbox = self.raw_sandbox_status(sandbox_id).await?;
         let sandbox_config = convert::sandbox_config_from_status(&sandbox);
-        image::pull(&mut self.images.clone(), image, &sandbox_config).await
+        let image_id = image::pull(&mut self.images.clone(), image, &sandbox_config).await?;
+        // the registry digest, which the pull's answer lacks
+        Ok(image::status(&mut self.images.clone(), image).await?.unwrap_or(image_id))
     }
 
     async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
