@@ -31,7 +31,7 @@ fn build_images(out: &Path) {
 }
 
 #[tokio::test]
-async fn cri_exec_streams_output_stdin_and_exit_codes() {
+async fn cri_exec_streams_and_stats() {
     let installed = ["containerd", "ctr", "runc"].iter().all(|program| {
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|dir| dir.join(program).is_file())
     });
@@ -92,6 +92,25 @@ async fn cri_exec_streams_output_stdin_and_exit_codes() {
     let (stdout, _, code) = finish(session).await;
     drop(stdin);
     assert_eq!((stdout.as_str(), code), ("hello", 0));
+
+    // closing stdin gives the command EOF
+    let mut session = runtime.exec(&id, &request(&["wc", "-c"], true)).await.expect("exec wc");
+    let mut stdin = session.stdin.take().expect("stdin requested");
+    stdin.write_all(b"twelve bytes").await.expect("write stdin");
+    stdin.shutdown().await.expect("close stdin");
+    drop(stdin);
+    let (stdout, _, code) = finish(session).await;
+    assert_eq!(stdout.trim(), "12");
+    assert_eq!(code, 0);
+
+    // stats count the CPU time of work in the container and its memory
+    let busy = request(&["sh", "-c", "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done"], false);
+    let (_, _, code) = finish(runtime.exec(&id, &busy).await.expect("exec a busy loop")).await;
+    assert_eq!(code, 0);
+    let stats = runtime.container_stats(&id).await.expect("container stats");
+    assert!(stats.cpu_usage_nanos > 10_000_000, "CPU time {} ns", stats.cpu_usage_nanos);
+    assert!(stats.memory_working_set_bytes > 0, "working set {} bytes", stats.memory_working_set_bytes);
+    assert!(stats.timestamp.is_some());
 
     // a missing command reports on stderr with 126 or 127, as runc does
     let session = runtime.exec(&id, &request(&["no-such-command"], false)).await.expect("exec of a missing command");
