@@ -90,16 +90,16 @@ pub fn capstan_binary() -> PathBuf {
     binary
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago and that this process has not
-/// handed out before (the kernel may offer a just-released port again).
+/// Returns a TCP port on 127.0.0.1 that was free a moment ago and that this process has
+/// not handed out before (the kernel may offer a just-released port again).
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
         let port = listener.local_addr().expect("ephemeral port address").port();
-        let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !given.contains(&port) {
-            given.push(port);
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
             return port;
         }
     }
@@ -385,6 +385,15 @@ impl Cluster {
     pub fn restart_with(&mut self, extra: &[&str]) {
         self.stop();
         self.args.extend(extra.iter().map(|arg| arg.to_string()));
+        self.restart();
+    }
+
+    /// Stops the server and starts it again without the consecutive arguments `remove`.
+    pub fn restart_without(&mut self, remove: &[&str]) {
+        self.stop();
+        if let Some(start) = self.args.windows(remove.len()).position(|window| window.iter().eq(remove.iter())) {
+            self.args.drain(start..start + remove.len());
+        }
         self.restart();
     }
 

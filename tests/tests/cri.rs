@@ -318,6 +318,9 @@ fn node_offers_both_runtime_classes() {
     let node = cluster.get_json(&["get", "node", &cluster.node_name]).expect("node");
     assert_eq!(node["metadata"]["labels"]["runtime.capstan.io/cri"], "true");
     assert_eq!(node["metadata"]["labels"]["runtime.capstan.io/process"], "true");
+    // the default runtime, containerd, names itself and its version
+    let runtime = node["status"]["nodeInfo"]["containerRuntimeVersion"].as_str().unwrap_or_default();
+    assert!(runtime.starts_with("containerd://1."), "containerRuntimeVersion {runtime:?}");
 
     // a host-command pod still runs on the process runtime by naming it
     cluster.apply(

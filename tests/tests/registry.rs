@@ -59,8 +59,8 @@ fn wait_succeeded(cluster: &Cluster, pod: &str) {
 
 /// A registry on loopback needs no configuration: the image is pulled, the container's
 /// `imageID` is the registry's manifest digest, and the events tell of the pull. An image
-/// the registry lacks gives ErrImagePull with the registry's answer, and `Never` does not
-/// try to pull.
+/// the registry lacks gives ErrImagePull with the registry's answer, `Never` does not try
+/// to pull, and an invalid name gives InvalidImageName.
 #[test]
 fn pulls_from_a_loopback_registry() {
     let Some(cluster) = cri_cluster() else { return };
@@ -105,15 +105,24 @@ fn pulls_from_a_loopback_registry() {
         waiting_reason(&cluster, "never") == "ErrImageNeverPull"
     });
     assert!(event_messages(&cluster, "never", "Pulling").is_empty());
+
+    // a name that is no image reference is not pulled at all
+    cluster.apply(&pod_manifest("invalid", "UPPER/Case:x", "IfNotPresent"));
+    cluster.wait_until("invalid is rejected", Duration::from_secs(60), || {
+        waiting_reason(&cluster, "invalid") == "InvalidImageName"
+    });
+    assert!(event_messages(&cluster, "invalid", "Pulling").is_empty());
 }
 
 /// A registry on an address that is not loopback (the node's pod bridge) answers plain
-/// HTTP, which containerd refuses until `--insecure-registry` names it.
+/// HTTP, which containerd refuses until `--insecure-registry` names it, and again once
+/// the flag is dropped.
 #[test]
 fn insecure_registry_flag_allows_plain_http() {
     let Some(mut cluster) = cri_cluster() else { return };
     let registry = Registry::start(&cluster.gateway());
     registry.push(&cri::unlisted_image_archive(), "capstan/busybox:v1");
+    registry.push(&cri::unlisted_image_archive(), "capstan/busybox:v2");
     let image = format!("{}/capstan/busybox:v1", registry.address);
 
     cluster.apply(&pod_manifest("plain", &image, "IfNotPresent"));
@@ -124,8 +133,17 @@ fn insecure_registry_flag_allows_plain_http() {
     assert!(message.contains("HTTP response to HTTPS client"), "waiting message: {message:?}");
     cluster.kubectl(&["delete", "pod", "plain", "--wait=true"]);
 
-    cluster.restart_with(&["--insecure-registry", &registry.address]);
+    let flag = ["--insecure-registry", registry.address.as_str()];
+    cluster.restart_with(&flag);
     cluster.apply(&pod_manifest("plain", &image, "IfNotPresent"));
     wait_succeeded(&cluster, "plain");
     assert_eq!(cluster.kubectl(&["logs", "plain"]), "pulled from the registry\n");
+
+    // without the flag, a tag not pulled yet needs HTTPS again
+    cluster.restart_without(&flag);
+    let second = format!("{}/capstan/busybox:v2", registry.address);
+    cluster.apply(&pod_manifest("again", &second, "IfNotPresent"));
+    cluster.wait_until("again fails to pull over HTTPS", Duration::from_secs(60), || {
+        matches!(waiting_reason(&cluster, "again").as_str(), "ErrImagePull" | "ImagePullBackOff")
+    });
 }

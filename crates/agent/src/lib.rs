@@ -118,6 +118,7 @@ async fn run_agent(client: kube::Client, runtime: Arc<RuntimeSet>, config: Agent
         kubelet_port,
         labels: config.labels.clone(),
         handlers: runtime.handlers(),
+        runtime_version: runtime.version(),
         host: host.clone(),
         since: jiff::Timestamp::now(),
     };

@@ -63,8 +63,8 @@ impl ContainerdPaths {
     pub fn cni_ipam_dir(&self) -> PathBuf {
         self.dir.join("cni").join("ipam")
     }
-    /// One directory per registry host with its `hosts.toml` (containerd's registry
-    /// host configuration): mirrors, CA certificates, plain HTTP.
+    /// Returns the directory of containerd's registry host configuration: one
+    /// `<host>/hosts.toml` per registry, for mirrors, CA certificates or plain HTTP.
     pub fn registry_hosts_dir(&self) -> PathBuf {
         self.dir.join("certs.d")
     }
@@ -119,19 +119,67 @@ state = "{dir}/state"
     )
 }
 
+/// The first line of the hosts files that `--insecure-registry` writes, so that a later
+/// start can tell them from the user's own.
+const WRITTEN_BY: &str = "# written by capstan up --insecure-registry";
+
+/// Checks a `--insecure-registry` value: `HOST` or `HOST:PORT`, where HOST is a DNS name,
+/// an IPv4 address or a bracketed IPv6 address, and PORT is 1 to 65535. Returns the value
+/// for clap, or the problem.
+pub fn parse_registry(value: &str) -> Result<String, String> {
+    let problem = || format!("invalid registry {value:?}: give HOST or HOST:PORT, without a scheme or path");
+    let (host, port) = match value.rsplit_once(':') {
+        Some((host, port)) if !port.ends_with(']') => (host, Some(port)),
+        _ => (value, None),
+    };
+    if let Some(port) = port
+        && !matches!(port.parse::<u16>(), Ok(number) if number > 0)
+    {
+        return Err(format!("{}: the port must be 1 to 65535", problem()));
+    }
+    let valid_host = match host.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
+        Some(ipv6) => ipv6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
+        }
+    };
+    if valid_host { Ok(value.to_string()) } else { Err(problem()) }
+}
+
+/// Removes the hosts files that an earlier `--insecure-registry` wrote for registries
+/// that are not in `keep`, so that dropping the flag ends plain HTTP to them. Files
+/// without the marker line are the user's and stay.
+pub fn remove_stale_hosts(paths: &ContainerdPaths, keep: &[String]) {
+    let Ok(entries) = std::fs::read_dir(paths.registry_hosts_dir()) else { return };
+    for entry in entries.flatten() {
+        let registry = entry.file_name().to_string_lossy().into_owned();
+        let file = entry.path().join("hosts.toml");
+        let ours = std::fs::read_to_string(&file).is_ok_and(|text| text.starts_with(WRITTEN_BY));
+        if ours && !keep.contains(&registry) {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => tracing::info!(registry, "plain HTTP to the registry ends: --insecure-registry no longer names it"),
+                Err(error) => tracing::warn!(registry, %error, path = %file.display(), "failed to remove a stale registry hosts file"),
+            }
+        }
+    }
+}
+
 /// Writes `certs.d/<registry>/hosts.toml` so that containerd pulls from `registry` over
 /// plain HTTP, as Docker's `--insecure-registry` does. containerd reads the file at each
 /// pull. Registries on loopback addresses need no file: containerd uses HTTP for them.
 pub fn write_plain_http_host(paths: &ContainerdPaths, registry: &str) -> Result<PathBuf, ContainerdError> {
-    let valid = !registry.is_empty()
-        && registry.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-    if !valid {
-        return Err(ContainerdError::Registry { registry: registry.to_string() });
-    }
+    parse_registry(registry).map_err(|_| ContainerdError::Registry { registry: registry.to_string() })?;
     let dir = paths.registry_hosts_dir().join(registry);
     let path = dir.join("hosts.toml");
     let toml = format!(
-        "# written by capstan up --insecure-registry {registry}\nserver = \"http://{registry}\"\n\n[host.\"http://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        "{WRITTEN_BY} {registry}\nserver = \"http://{registry}\"\n\n[host.\"http://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
     );
     std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::write(&path, toml))
@@ -160,6 +208,7 @@ impl Containerd {
         };
         std::fs::create_dir_all(paths.cni_conf_dir()).map_err(files(&paths.cni_conf_dir()))?;
         std::fs::write(paths.config(), config_toml(&paths)).map_err(files(&paths.config()))?;
+        remove_stale_hosts(&paths, insecure_registries);
         for registry in insecure_registries {
             write_plain_http_host(&paths, registry)?;
         }
@@ -359,12 +408,31 @@ mod tests {
         let toml = std::fs::read_to_string(&path).expect("read hosts.toml");
         assert!(toml.contains(r#"server = "http://10.0.0.5:5000""#), "{toml}");
         assert!(toml.contains(r#"[host."http://10.0.0.5:5000"]"#), "{toml}");
-        for bad in ["http://10.0.0.5:5000", "registry/path", "", "../etc"] {
+        for bad in ["http://10.0.0.5:5000", "registry/path", "", "../etc", "host:notaport", "host:99999", "host:0", "-bad.host"] {
             assert!(
                 matches!(write_plain_http_host(&paths, bad), Err(ContainerdError::Registry { .. })),
                 "{bad:?} was accepted"
             );
         }
+        for good in ["registry.local", "registry.local:5000", "[::1]:5000", "10.0.0.5"] {
+            assert_eq!(parse_registry(good).as_deref(), Ok(good));
+        }
+    }
+
+    #[test]
+    fn stale_insecure_registries_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = ContainerdPaths::new(dir.path());
+        write_plain_http_host(&paths, "10.0.0.5:5000").expect("write");
+        write_plain_http_host(&paths, "10.0.0.6:5000").expect("write");
+        let users = paths.registry_hosts_dir().join("mirror.local");
+        std::fs::create_dir_all(&users).expect("user dir");
+        std::fs::write(users.join("hosts.toml"), "server = \"https://mirror.local\"\n").expect("user file");
+
+        remove_stale_hosts(&paths, &["10.0.0.6:5000".to_string()]);
+        assert!(!paths.registry_hosts_dir().join("10.0.0.5:5000").exists());
+        assert!(paths.registry_hosts_dir().join("10.0.0.6:5000/hosts.toml").exists());
+        assert!(users.join("hosts.toml").exists());
     }
 
     #[tokio::test]

@@ -43,7 +43,7 @@ pub struct RuntimeArgs {
     /// Pull from this registry (HOST:PORT) over plain HTTP; may be repeated. Registries on
     /// loopback addresses need no flag. Other registry settings (mirrors, CA
     /// certificates) go in `<data-dir>/containerd/certs.d/<HOST:PORT>/hosts.toml`.
-    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT", value_parser = containerd::parse_registry)]
     pub insecure_registries: Vec<String>,
     /// RuntimeClass handler for pods without `runtimeClassName`: `process` or `cri`.
     /// The default is `cri` when the node offers it, else `process`.

@@ -56,6 +56,8 @@ pub struct NodeFacts {
     pub labels: BTreeMap<String, String>,
     /// RuntimeClass handlers this node offers (`process`).
     pub handlers: Vec<String>,
+    /// The default runtime and its version (`containerd://1.6.20`).
+    pub runtime_version: String,
     pub host: HostInfo,
     /// When the agent started; the conditions' transition time.
     pub since: jiff::Timestamp,
@@ -142,7 +144,7 @@ impl NodeFacts {
             node_info: Some(NodeSystemInfo {
                 architecture: host.architecture.clone(),
                 boot_id: host.boot_id.clone(),
-                container_runtime_version: "process://capstan-0.1.0".to_string(),
+                container_runtime_version: self.runtime_version.clone(),
                 kernel_version: host.kernel_version.clone(),
                 kube_proxy_version: String::new(),
                 kubelet_version: "v1.33.0".to_string(),
@@ -299,6 +301,7 @@ mod tests {
                 String::new(),
             )]),
             handlers: vec!["cri".into(), "process".into()],
+            runtime_version: "process://capstan-0.1.0".into(),
             host: HostInfo {
                 cpus: 4,
                 memory_bytes: 8 << 30,

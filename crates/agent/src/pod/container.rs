@@ -84,6 +84,8 @@ pub struct ContainerRecord {
     pub previous_log_path: Option<std::path::PathBuf>,
     pub lifecycle: Lifecycle,
     pub restart_count: u32,
+    /// Failed image pulls since the last start, which set the ImagePullBackOff delay.
+    pub pull_failures: u32,
     /// The previous run, shown as `lastState`.
     pub last_termination: Option<Termination>,
     pub backoff: Backoff,
@@ -109,6 +111,7 @@ impl ContainerRecord {
                 retry_at: None,
             },
             restart_count: 0,
+            pull_failures: 0,
             last_termination: None,
             backoff,
             started: false,
@@ -158,6 +161,7 @@ impl ContainerRecord {
                 Lifecycle::Waiting { .. } | Lifecycle::BackingOff { .. },
             ) => {
                 self.previous_id = self.id.replace(id);
+                self.pull_failures = 0;
                 self.lifecycle = Lifecycle::Running {
                     started_at,
                     since: now,
@@ -229,7 +233,7 @@ impl ContainerRecord {
         core::ContainerStatus {
             name: self.name.clone(),
             image: self.image.clone(),
-            image_id: self.image_id.clone().unwrap_or_else(|| self.image.clone()),
+            image_id: self.image_id.clone().unwrap_or_default(),
             container_id: self.id.as_deref().map(container_id),
             state: Some(state),
             last_state: Some(last_state.unwrap_or_default()),

@@ -193,12 +193,17 @@ impl PodWorker {
         self.pod.metadata.name.as_deref().unwrap_or_default()
     }
 
-    /// Applies a pod update. A changed pod clears the hold on containers whose image was
-    /// rejected, so an edited pod is tried again.
+    /// Applies a pod update. A changed spec clears the hold on containers that could not
+    /// be created, so an edited pod is tried again at once. Other changes, such as the
+    /// agent's own status writes coming back through the watch, keep the hold.
     pub fn update(&mut self, update: PodUpdate) {
         match update {
             PodUpdate::Changed(pod) => {
+                let spec_changed = pod.spec != self.pod.spec;
                 self.pod = *pod;
+                if !spec_changed {
+                    return;
+                }
                 for record in self.init.iter_mut().chain(self.containers.iter_mut()) {
                     if let Lifecycle::Waiting { retry_at, .. } = &mut record.lifecycle {
                         *retry_at = None;

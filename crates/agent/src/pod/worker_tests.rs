@@ -357,7 +357,18 @@ async fn unsupported_image_retries_on_change() {
     tokio::time::advance(Duration::from_secs(30)).await;
     worker.sync().await;
     assert_eq!(h.runtime.calls_starting_with("create_container").len(), 1);
-    worker.update(PodUpdate::Changed(Box::new(spec)));
+
+    // the same spec again (the agent's own status write coming back) keeps the hold
+    worker.update(PodUpdate::Changed(Box::new(spec.clone())));
+    worker.sync().await;
+    assert_eq!(h.runtime.calls_starting_with("create_container").len(), 1);
+
+    // an edited spec is tried at once
+    let mut edited = spec;
+    if let Some(container) = edited.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+        container.image = Some("nginx:1.28".into());
+    }
+    worker.update(PodUpdate::Changed(Box::new(edited)));
     worker.sync().await;
     assert_eq!(h.runtime.calls_starting_with("create_container").len(), 2);
 }

@@ -282,6 +282,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// The RuntimeClass handler name this runtime serves (`process`, `cri`).
     fn handler(&self) -> &str;
 
+    /// The runtime and its version, as the node shows them in `containerRuntimeVersion`.
+    fn version(&self) -> String {
+        format!("{}://capstan-{}", self.handler(), env!("CARGO_PKG_VERSION"))
+    }
+
     /// The container's id as the API shows it in `containerID`: `<runtime>://<id>`, where
     /// the runtime is the name it reports (`containerd`), or the handler.
     fn container_uri(&self, id: &str) -> String {

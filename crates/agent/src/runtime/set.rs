@@ -172,6 +172,11 @@ impl Runtime for RuntimeSet {
         Ok(all)
     }
 
+    /// The default runtime's version, since most pods run there.
+    fn version(&self) -> String {
+        self.runtimes.get(&self.default).map(|runtime| runtime.version()).unwrap_or_default()
+    }
+
     fn container_uri(&self, id: &str) -> String {
         let owner = self.owner_of(id).unwrap_or_else(|| self.default.clone());
         match self.runtimes.get(&owner) {

@@ -34,8 +34,15 @@ pub(super) fn validate_container(
             }
         }
     }
-    if str_field(container, "image").is_none_or(|image| image.trim().is_empty()) {
-        errors.push(FieldError::required(path.child("image"), ""));
+    match str_field(container, "image") {
+        Some(image) if image.trim().is_empty() => errors.push(FieldError::required(path.child("image"), "")),
+        None => errors.push(FieldError::required(path.child("image"), "")),
+        Some(image) if image.trim() != image => errors.push(FieldError::invalid(
+            path.child("image"),
+            Value::from(image),
+            "must not have leading or trailing whitespace",
+        )),
+        Some(_) => {}
     }
     check_enum(container, "imagePullPolicy", PULL_POLICIES, path, errors);
     check_enum(container, "terminationMessagePolicy", TERMINATION_MESSAGE_POLICIES, path, errors);
@@ -222,6 +229,10 @@ mod tests {
         let cases: Vec<(Value, Vec<String>)> = vec![
             (valid.clone(), vec![]),
             (with(json!({"image": ""})), vec![format!("{prefix}.image: Required value")]),
+            (
+                with(json!({"image": "busybox:local "})),
+                vec![format!("{prefix}.image: Invalid value: \"busybox:local \": must not have leading or trailing whitespace")],
+            ),
             (
                 with(json!({"name": "Web"})),
                 vec![format!("{prefix}.name: Invalid value: \"Web\": {}", meta::dns1123_label("Web")[0])],

@@ -126,6 +126,16 @@ fn mount(mount: &Mount) -> cri::Mount {
     }
 }
 
+/// Returns the container's `image_ref` when it names the container's own image: a digest in
+/// another registry (containerd picks any repo digest of the content) is left out.
+fn image_id(status: &cri::ContainerStatus) -> String {
+    let name = status.image.as_ref().map(|image| image.image.as_str()).unwrap_or_default();
+    match status.image_ref.split_once('@') {
+        Some((repository, _)) if super::image::repository(repository) != super::image::repository(name) => String::new(),
+        _ => status.image_ref.clone(),
+    }
+}
+
 pub fn timestamp(nanos: i64) -> Option<jiff::Timestamp> {
     (nanos > 0).then(|| jiff::Timestamp::from_nanosecond(i128::from(nanos)).ok()).flatten()
 }
@@ -167,7 +177,7 @@ pub fn container_status(status: &cri::ContainerStatus, sandbox_id: &str) -> Cont
         sandbox_id: sandbox_id.to_string(),
         name: metadata.name,
         image: status.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
-        image_id: status.image_ref.clone(),
+        image_id: image_id(status),
         attempt: metadata.attempt,
         state,
         log_path: PathBuf::from(&status.log_path),

@@ -50,6 +50,8 @@ pub struct CriRuntime {
     cgroup_parent: String,
     /// The name the runtime reports (`containerd`), the scheme of container URIs.
     runtime_name: String,
+    /// The version the runtime reports (`1.6.20~ds1`).
+    runtime_version: String,
     /// Container id to sandbox id; CRI's `ContainerStatus` lacks the sandbox.
     sandboxes_of: Mutex<HashMap<String, String>>,
 }
@@ -87,6 +89,7 @@ impl CriRuntime {
             images: ImageServiceClient::new(channel),
             cgroup_parent: config.cgroup_parent,
             runtime_name: version.runtime_name.clone(),
+            runtime_version: version.runtime_version.clone(),
             sandboxes_of: Mutex::new(HashMap::new()),
         })
     }
@@ -176,6 +179,10 @@ impl Runtime for CriRuntime {
 
     fn container_uri(&self, id: &str) -> String {
         format!("{}://{id}", self.runtime_name)
+    }
+
+    fn version(&self) -> String {
+        format!("{}://{}", self.runtime_name, self.runtime_version)
     }
 
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<SandboxStatus, RuntimeError> {
