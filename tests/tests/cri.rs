@@ -79,6 +79,10 @@ spec:
     let stderr_logs = cluster.kubectl(&["logs", "envpod", "-c", "fails"]);
     assert_eq!(stderr_logs.trim(), "about to fail");
 
+    // the scheduler's event tells where the pod went, as `kubectl describe` shows it
+    let events = cluster.kubectl(&["get", "events", "--field-selector", "involvedObject.name=envpod,reason=Scheduled", "-o", "jsonpath={.items[*].message}"]);
+    assert_eq!(events, format!("Successfully assigned default/envpod to {}", cluster.node_name));
+
     // the pod ran in a containerd sandbox, not as a host process
     let containers = cri::ctr(cluster.data_dir.path(), &["containers", "list"]);
     assert!(containers.contains("busybox"), "ctr containers list:\n{containers}");

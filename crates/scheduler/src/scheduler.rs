@@ -218,6 +218,7 @@ async fn bind_assumed(scheduler: &Scheduler, key: PodKey, info: PodInfo, node: S
             info!(node.name = %node, "pod bound");
             scheduler.queue.remove(&key).await;
             scheduler.limiter.lock().unwrap_or_else(|p| p.into_inner()).forget(&info.uid);
+            record_scheduled(scheduler, &info, &node);
         }
         Err(error) => {
             scheduler.state.lock().unwrap_or_else(|p| p.into_inner()).snapshot.forget(&info.uid);
@@ -230,6 +231,24 @@ async fn bind_assumed(scheduler: &Scheduler, key: PodKey, info: PodInfo, node: S
             }
         }
     }
+}
+
+/// Emits the `Scheduled` event that `kubectl describe pod` shows, in the background so
+/// that the next pod need not wait for it.
+fn record_scheduled(scheduler: &Scheduler, info: &PodInfo, node: &str) {
+    let metadata = kube::api::ObjectMeta {
+        name: Some(info.name.clone()),
+        namespace: Some(info.namespace.clone()),
+        uid: Some(info.uid.clone()),
+        ..Default::default()
+    };
+    let reference = capstan_api::events::object_reference("v1", "Pod", &metadata);
+    let message = format!("Successfully assigned {}/{} to {node}", info.namespace, info.name);
+    let client = scheduler.client.clone();
+    let component = scheduler.config.scheduler_name.clone();
+    tokio::spawn(async move {
+        capstan_api::events::record(&client, &reference, "Normal", "Scheduled", &message, &component).await;
+    });
 }
 
 async fn report_failure(scheduler: &Scheduler, key: PodKey, pod: &Pod, diagnosis: &Diagnosis) {
