@@ -23,7 +23,7 @@ pub fn missing_tools() -> Option<String> {
 }
 
 impl Registry {
-    /// Starts a registry on `host` and a free port, and waits until it answers `/v2/`.
+    /// Starts a registry on `host` and a free port, and waits until it serves `/v2/`.
     pub fn start(host: &str) -> Registry {
         let port = crate::free_port();
         let address = format!("{host}:{port}");

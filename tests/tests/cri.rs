@@ -79,7 +79,7 @@ spec:
     let stderr_logs = cluster.kubectl(&["logs", "envpod", "-c", "fails"]);
     assert_eq!(stderr_logs.trim(), "about to fail");
 
-    // the scheduler's event tells where the pod went, as `kubectl describe` shows it
+    // the scheduler's event names the node, as `kubectl describe` shows it
     let events = cluster.kubectl(&["get", "events", "--field-selector", "involvedObject.name=envpod,reason=Scheduled", "-o", "jsonpath={.items[*].message}"]);
     assert_eq!(events, format!("Successfully assigned default/envpod to {}", cluster.node_name));
 
@@ -476,7 +476,7 @@ spec:
 
 /// `kubectl run -i --rm` attaches to the new container's own standard input and output
 /// through containerd's streaming server: the container reads the line kubectl sends and
-/// its answer comes back, then kubectl deletes the pod.
+/// its reply comes back, then kubectl deletes the pod.
 #[test]
 fn run_interactive_attaches_to_container_stdin() {
     let Some(cluster) = cri_cluster() else { return };

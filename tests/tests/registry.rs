@@ -59,7 +59,7 @@ fn wait_succeeded(cluster: &Cluster, pod: &str) {
 
 /// A registry on loopback needs no configuration: the image is pulled, the container's
 /// `imageID` is the registry's manifest digest, and the events tell of the pull. An image
-/// the registry lacks gives ErrImagePull with the registry's answer, `Never` does not try
+/// the registry lacks gives ErrImagePull with the registry's error, `Never` does not try
 /// to pull, and an invalid name gives InvalidImageName.
 #[test]
 fn pulls_from_a_loopback_registry() {
@@ -97,7 +97,8 @@ fn pulls_from_a_loopback_registry() {
         matches!(waiting_reason(&cluster, "absent").as_str(), "ErrImagePull" | "ImagePullBackOff")
     });
     let message = container(&cluster, "absent")["state"]["waiting"]["message"].as_str().unwrap_or_default().to_string();
-    assert!(message.contains(&absent) && message.contains("not found"), "waiting message: {message:?}");
+    assert!(message.contains(&absent), "waiting message: {message:?}");
+    assert!(message.contains("not found"), "waiting message: {message:?}");
 
     let never = format!("{}/capstan/busybox:never", registry.address);
     cluster.apply(&pod_manifest("never", &never, "Never"));
@@ -114,7 +115,7 @@ fn pulls_from_a_loopback_registry() {
     assert!(event_messages(&cluster, "invalid", "Pulling").is_empty());
 }
 
-/// A registry on an address that is not loopback (the node's pod bridge) answers plain
+/// A registry on an address that is not loopback (the node's pod bridge) serves plain
 /// HTTP, which containerd refuses until `--insecure-registry` names it, and again once
 /// the flag is dropped.
 #[test]

@@ -307,9 +307,7 @@ impl PodWorker {
             labels,
         }
     }
-}
 
-impl PodWorker {
     /// Makes the container's image present according to its pull policy, with kubelet's events:
     /// `Pulled` "already present", or `Pulling` then `Pulled` with the pull's duration.
     /// Returns the image's identity for `imageID`.
@@ -319,7 +317,7 @@ impl PodWorker {
     /// registry, where kubelet's re-check of the digest would fail every start.
     async fn ensure_image(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String, RuntimeError> {
         let image = config.image.trim();
-        if let Err(problem) = check_reference(image) {
+        if let Err(problem) = crate::runtime::reference::check(image) {
             return Err(RuntimeError::ImagePull {
                 reason: "InvalidImageName".to_string(),
                 message: format!("Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": {problem}"),
@@ -383,60 +381,11 @@ impl PodWorker {
     }
 }
 
-
-/// The wait before pull number `failures + 1`: 10 s, doubling up to five minutes, as
-/// kubelet's image back-off.
+/// Returns the wait before pull number `failures + 1`: 10 s, doubling up to five minutes,
+/// as kubelet's image back-off does.
 fn pull_backoff(failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(5);
     (CONFIG_RETRY * 2u32.pow(doublings)).min(IMAGE_RETRY)
-}
-
-/// Checks the syntax of an image reference: `[domain/]path[:tag][@digest]`, with a
-/// lower-case path. Returns the problem for an `InvalidImageName` message.
-fn check_reference(reference: &str) -> Result<(), &'static str> {
-    if reference.is_empty() {
-        return Err("the image name is empty");
-    }
-    let (name, digest) = match reference.split_once('@') {
-        Some((name, digest)) => (name, Some(digest)),
-        None => (reference, None),
-    };
-    if let Some(digest) = digest {
-        let (algorithm, hex) = digest.split_once(':').ok_or("invalid digest")?;
-        let valid = !algorithm.is_empty() && hex.len() >= 32 && hex.chars().all(|c| c.is_ascii_hexdigit());
-        if !valid {
-            return Err("invalid digest");
-        }
-    }
-    let (path, tag) = match name.rsplit_once(':') {
-        Some((path, tag)) if !tag.contains('/') => (path, Some(tag)),
-        _ => (name, None),
-    };
-    if let Some(tag) = tag {
-        let valid = !tag.is_empty()
-            && tag.len() <= 128
-            && !tag.starts_with(['.', '-'])
-            && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !valid {
-            return Err("invalid tag");
-        }
-    }
-    let mut components: Vec<&str> = path.split('/').collect();
-    let first = components.first().copied().unwrap_or_default();
-    if components.len() > 1 && (first.contains('.') || first.contains(':') || first == "localhost") {
-        components.remove(0);
-    }
-    let valid_component = |component: &str| {
-        !component.is_empty()
-            && component.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && component.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && component.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
-    };
-    if components.iter().all(|component| valid_component(component)) {
-        Ok(())
-    } else {
-        Err("repository name must be lowercase")
-    }
 }
 
 /// The waiting reason after a failed pull: `ErrImagePull` the first time, then
@@ -488,17 +437,6 @@ fn arm_probes(record: &mut super::container::ContainerRecord, container: &Contai
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn image_references_are_checked() {
-        for valid in ["busybox", "busybox:local", "127.0.0.1:5000/team/busybox:v1", "registry.local/pause:local", "localhost/app@sha256:0123456789abcdef0123456789abcdef"] {
-            assert_eq!(check_reference(valid), Ok(()), "{valid}");
-        }
-        assert_eq!(check_reference("UPPER/Case:x"), Err("repository name must be lowercase"));
-        assert_eq!(check_reference("busybox:bad tag"), Err("invalid tag"));
-        assert_eq!(check_reference("busybox@sha256:xyz"), Err("invalid digest"));
-        assert_eq!(check_reference(""), Err("the image name is empty"));
-    }
 
     #[test]
     fn pull_backoff_doubles_to_five_minutes() {

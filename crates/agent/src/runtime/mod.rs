@@ -301,8 +301,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>, RuntimeError>;
 
     /// Returns the runtime's identity of `image` (the container's `imageID`) when it is
-    /// present for pods of the sandbox, or `None`. Runtimes without images (the process runtime) answer for the images they
-    /// can run and fail with [`RuntimeError::ImageUnsupported`] for the others.
+    /// present for pods of the sandbox, or `None`. Runtimes without images (the process runtime) report the images they
+    /// can run as present and fail with [`RuntimeError::ImageUnsupported`] for the others.
     async fn image_status(&self, sandbox_id: &str, image: &str) -> Result<Option<String>, RuntimeError> {
         let _ = sandbox_id;
         Ok(Some(image.to_string()))
@@ -367,6 +367,7 @@ pub trait Runtime: Send + Sync + 'static {
 
 pub mod cri;
 pub mod forward;
+pub mod reference;
 pub mod process;
 pub mod set;
 

@@ -4,9 +4,9 @@
 //! A runtime that can attach (CRI) connects the client to the container's own streams
 //! through its streaming server, input included when the container has `stdin: true`.
 //! Otherwise output comes from the container's log file, which every runtime writes in
-//! the CRI format: it shows what the container writes from the moment of the attach, on
-//! stdout and stderr as the log records them, and ends with a `Success` status when the
-//! container stops.
+//! the CRI format. The client gets what the container writes from the moment of the
+//! attach, on stdout and stderr as the log records them. The session ends with a
+//! `Success` status when the container stops.
 //!
 //! NOTE: the process runtime gives containers `/dev/null` as standard input, so there
 //! `kubectl attach -i` gets the output and a notice on stderr, and its input is

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_cri::v1 as cri;
 
+use crate::runtime::reference;
 use crate::runtime::{
     ContainerConfig, ContainerState, ContainerStatus, Mount, Resources, SandboxConfig, SandboxStatus,
 };
@@ -131,7 +132,7 @@ fn mount(mount: &Mount) -> cri::Mount {
 fn image_id(status: &cri::ContainerStatus) -> String {
     let name = status.image.as_ref().map(|image| image.image.as_str()).unwrap_or_default();
     match status.image_ref.split_once('@') {
-        Some((repository, _)) if super::image::repository(repository) != super::image::repository(name) => String::new(),
+        Some((repository, _)) if reference::repository(repository) != reference::repository(name) => String::new(),
         _ => status.image_ref.clone(),
     }
 }

@@ -224,7 +224,7 @@ async fn read_response_head(socket: &mut TcpStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
-/// Where an incoming stream's data goes.
+/// The destination of an incoming stream's data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stream {
     Stdout,

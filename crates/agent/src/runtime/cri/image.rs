@@ -8,6 +8,7 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use tonic::transport::Channel;
 
 use crate::runtime::RuntimeError;
+use crate::runtime::reference::repository;
 
 /// Returns the image's identity when it is present: the digest it has in the registry
 /// that `name` names (`host/name@sha256:…`), or its id (`sha256:…`) when it has none
@@ -25,23 +26,6 @@ pub fn identity(name: &str, repo_digests: &[String], id: &str) -> String {
     let expected = repository(name);
     let matching = repo_digests.iter().find(|digest| digest.split('@').next().map(repository) == Some(expected.clone()));
     matching.cloned().unwrap_or_else(|| id.to_string())
-}
-
-/// Returns the repository of an image reference in the form repo digests use: without tag or
-/// digest, with Docker Hub's implied `docker.io/` and `library/` added.
-pub fn repository(reference: &str) -> String {
-    let without_digest = reference.split('@').next().unwrap_or(reference);
-    let without_tag = match without_digest.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => repo,
-        _ => without_digest,
-    };
-    let (first, rest) = without_tag.split_once('/').unwrap_or(("", without_tag));
-    let has_domain = first.contains('.') || first.contains(':') || first == "localhost";
-    match (has_domain, rest.contains('/')) {
-        (true, _) => without_tag.to_string(),
-        (false, _) if first.is_empty() => format!("docker.io/library/{rest}"),
-        (false, _) => format!("docker.io/{without_tag}"),
-    }
 }
 
 /// Pulls the image for a pod and returns the image id containerd gives it (`sha256:…`).
@@ -67,17 +51,6 @@ fn pull_error(image: &str, message: &str) -> RuntimeError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn repositories_are_normalized() {
-        assert_eq!(repository("busybox:local"), "docker.io/library/busybox");
-        assert_eq!(repository("library/busybox"), "docker.io/library/busybox");
-        assert_eq!(repository("team/app:v1"), "docker.io/team/app");
-        assert_eq!(repository("127.0.0.1:5000/team/busybox:v1"), "127.0.0.1:5000/team/busybox");
-        assert_eq!(repository("127.0.0.1:5000/busybox"), "127.0.0.1:5000/busybox");
-        assert_eq!(repository("registry.local/pause:local"), "registry.local/pause");
-        assert_eq!(repository("localhost/app@sha256:ab"), "localhost/app");
-    }
 
     #[test]
     fn identity_prefers_the_named_registry() {

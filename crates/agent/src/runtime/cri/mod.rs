@@ -278,7 +278,7 @@ impl Runtime for CriRuntime {
         let sandbox = self.raw_sandbox_status(sandbox_id).await?;
         let sandbox_config = convert::sandbox_config_from_status(&sandbox);
         let image_id = image::pull(&mut self.images.clone(), image, &sandbox_config).await?;
-        // the registry digest, which the pull's answer lacks
+        // the registry digest, which the pull's response lacks
         Ok(image::status(&mut self.images.clone(), image).await?.unwrap_or(image_id))
     }
 

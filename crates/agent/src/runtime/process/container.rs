@@ -16,7 +16,7 @@ use crate::runtime::{ContainerConfig, ContainerState, ContainerStatus, RuntimeEr
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
-/// The error for any image but `host`.
+/// Returns the error for any image but `host`.
 pub(super) fn unsupported_image(image: &str) -> RuntimeError {
     RuntimeError::ImageUnsupported {
         reason: "UnsupportedImage".to_string(),
